@@ -1,0 +1,1 @@
+"""Thin dora nodes: parse config, move Arrow buffers, call model_core."""

@@ -1,0 +1,135 @@
+"""probe: a sink that records every text/error it receives, per segment, with latencies.
+
+Any number of inputs (name them as you like); a message whose metadata has `code` is an error, anything else is
+text. Each message becomes one JSON line in PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
+received_at, latency_s = received_at - captured_at. Final texts are printed as they arrive; when the inputs close
+a summary (counts, errors by code, latency median/p95, segments with more than one final) is printed and written
+next to the JSONL file as <name>.summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import load_config
+from .contract import now, read_error, read_text
+
+
+@dataclass
+class ProbeConfig:
+    """Latency/result recorder."""
+
+    probe_output: str = "probe-results.jsonl"  # JSONL path (relative to the node's working directory)
+    quiet: bool = False  # do not print each final text
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+class Probe:
+    def __init__(self, cfg: ProbeConfig) -> None:
+        self.cfg = cfg
+        self.path = Path(cfg.probe_output)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.records: list[dict[str, Any]] = []
+
+    def on_message(self, input_id: str, value, metadata: dict) -> dict[str, Any]:  # noqa: ANN001
+        received = now()
+        rec: dict[str, Any] = {"input": input_id, "received_at": received}
+        rec.update({k: v for k, v in metadata.items() if k not in ("timestamp", "primitive")})
+        if "code" in metadata:
+            rec["kind"] = "error"
+            try:
+                rec.update(read_error(value))
+            except (ValueError, TypeError):
+                rec["message"] = str(value.to_pylist())
+        else:
+            rec["kind"] = "text"
+            rec["text"] = read_text(value)
+        if isinstance(metadata.get("captured_at"), int | float) and metadata["captured_at"] > 0:
+            rec["latency_s"] = round(received - float(metadata["captured_at"]), 4)
+        self.file.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.file.flush()
+        self.records.append(rec)
+        if not self.cfg.quiet and rec.get("fin", True):
+            self._print(rec)
+        return rec
+
+    @staticmethod
+    def _print(rec: dict[str, Any]) -> None:
+        where = f"{rec.get('session_id', '?')}#{rec.get('segment_id', '-')}"
+        span = f" {rec['start_s']:.2f}-{rec['end_s']:.2f}s" if "start_s" in rec and "end_s" in rec else ""
+        lat = f" latency {rec['latency_s']:.2f}s" if "latency_s" in rec else ""
+        if rec["kind"] == "error":
+            print(f"[probe] {where}{span}{lat} ERROR {rec.get('code')}: {rec.get('message')}", flush=True)
+        else:
+            print(f"[probe] {where}{span}{lat} [{rec.get('language', '?')}] {rec['text']}", flush=True)
+
+    def summary(self) -> dict[str, Any]:
+        finals = [r for r in self.records if r.get("fin", True)]
+        per_segment: dict[tuple, int] = {}
+        for r in finals:
+            if "segment_id" in r:
+                key = (r.get("session_id"), r["segment_id"])
+                per_segment[key] = per_segment.get(key, 0) + 1
+        latencies = [r["latency_s"] for r in finals if r["kind"] == "text" and "latency_s" in r]
+        errors: dict[str, int] = {}
+        for r in finals:
+            if r["kind"] == "error":
+                errors[r.get("code", "?")] = errors.get(r.get("code", "?"), 0) + 1
+        return {
+            "messages": len(self.records),
+            "segments": len(per_segment),
+            "final_texts": sum(r["kind"] == "text" for r in finals),
+            "errors": errors,
+            "segments_with_several_finals": [list(k) for k, n in per_segment.items() if n > 1],
+            "latency_s": {
+                "median": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                "max": max(latencies) if latencies else None,
+            },
+            "output": str(self.path),
+        }
+
+    def close(self) -> dict[str, Any]:
+        self.file.close()
+        summary = self.summary()
+        self.path.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        lat = summary["latency_s"]
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}s"  # noqa: E731
+        print(
+            f"[probe] summary: {summary['segments']} segments, {summary['final_texts']} texts, "
+            f"errors {summary['errors'] or 'none'}, latency median {fmt(lat['median'])} p95 {fmt(lat['p95'])} "
+            f"-> {self.path}", flush=True,
+        )
+        if summary["segments_with_several_finals"]:
+            print(f"[probe] WARNING several finals for {summary['segments_with_several_finals']}", flush=True)
+        return summary
+
+
+def run(node, cfg: ProbeConfig) -> dict[str, Any]:  # noqa: ANN001
+    probe = Probe(cfg)
+    for event in node:
+        if event["type"] == "INPUT":
+            probe.on_message(event["id"], event["value"], event["metadata"])
+        elif event["type"] == "STOP":
+            break
+    return probe.close()
+
+
+def main() -> None:
+    from dora import Node
+
+    cfg = load_config(ProbeConfig, sys.argv[1:])
+    run(Node(), cfg)
+
+
+if __name__ == "__main__":
+    main()
