@@ -68,9 +68,17 @@ class SplitModel:
         tmp = out_dir / f"{self.target}.partial-{os.getpid()}"
         digest = hashlib.sha256()
         total = sum(p.stat().st_size for p in sources)
-        with open(tmp, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"assembling {self.name}", disable=not progress, file=sys.stderr
-        ) as bar:
+        with (
+            open(tmp, "wb") as out,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f"assembling {self.name}",
+                disable=not progress,
+                file=sys.stderr,
+            ) as bar,
+        ):
             for src in sources:
                 with open(src, "rb") as f:
                     while block := f.read(1 << 22):

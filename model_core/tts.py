@@ -36,7 +36,10 @@ class EspeakSynthesizer:
         # text goes through stdin, so it can never be read as an option
         proc = subprocess.run(
             [self.binary, "-v", self.voice, "-s", str(self.wpm), "--stdout"],
-            input=text.encode("utf-8"), capture_output=True, timeout=60, check=False,
+            input=text.encode("utf-8"),
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
         if proc.returncode != 0 or not proc.stdout:
             raise SynthesisFailed(f"espeak-ng failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[:200]}")

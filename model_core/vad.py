@@ -47,7 +47,9 @@ class SileroVad:
         if verify and model_path is None:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest != SILERO_ONNX_SHA256:
-                raise ModelNotLoaded(f"{path} has sha256 {digest}, expected {SILERO_ONNX_SHA256}; {SILERO_INSTALL_HINT}")
+                raise ModelNotLoaded(
+                    f"{path} has sha256 {digest}, expected {SILERO_ONNX_SHA256}; {SILERO_INSTALL_HINT}"
+                )
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1

@@ -23,7 +23,10 @@ class Recognition:
 
 class WhisperRecognizer:
     def __init__(
-        self, model_dir: str | Path | None = None, compute_type: str = "int8", cpu_threads: int = 0,
+        self,
+        model_dir: str | Path | None = None,
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
         beam_size: int = 5,
     ) -> None:
         try:
@@ -39,6 +42,10 @@ class WhisperRecognizer:
             raise ModelNotLoaded(f"cannot load Whisper from {path}: {exc}") from exc
         self.beam_size = beam_size
 
+    def warm_up(self) -> None:
+        """One decode of silence, so the first real segment does not pay for lazy initialisation."""
+        self.recognize(np.zeros(16000, np.float32), "transcribe", "en")
+
     def recognize(self, samples: np.ndarray, task: str = "translate", language: str | None = "zh") -> Recognition:
         """16 kHz mono float32 -> text. task="translate" gives English whatever was spoken."""
         if task not in TASKS:
@@ -47,8 +54,13 @@ class WhisperRecognizer:
         if language is not None and language not in self.model.supported_languages:
             raise UnsupportedLanguage(f"Whisper does not know the language code {language!r}")
         segments, info = self.model.transcribe(
-            samples, language=language, task=task, beam_size=self.beam_size, vad_filter=False,
-            condition_on_previous_text=False, without_timestamps=True,
+            samples,
+            language=language,
+            task=task,
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         return Recognition(text, "en" if task == "translate" else info.language, info.language, samples.size / 16000)

@@ -7,6 +7,7 @@ the node then exits so downstream inputs close. Driven by a `tick` timer input (
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import time
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import soxr
-
 from dora_funasr_nano.model_core.audio import SAMPLE_RATE, iter_audio_file
 from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
 
@@ -51,6 +51,15 @@ class AudioSourceConfig:
         self.session_id = self.session_id or f"{self.source_mode}-{uuid.uuid4().hex[:8]}"
 
 
+def resolve_user_path(path: str) -> str:
+    """dora starts nodes in the dataflow's folder; a relative path the user typed is relative to their shell's."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    shell_cwd = os.environ.get("PWD", "")
+    candidate = os.path.join(shell_cwd, path)
+    return candidate if shell_cwd and os.path.exists(candidate) else path
+
+
 def rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Fixed-size chunks from variable blocks; the last chunk may be shorter."""
     pending = np.zeros(0, np.float32)
@@ -81,8 +90,12 @@ class MicCapture:
             except Exception:
                 self.rate = int(info["default_samplerate"])
             self.stream = sd.InputStream(
-                device=dev, samplerate=self.rate, channels=1, dtype="float32",
-                blocksize=chunk * self.rate // SAMPLE_RATE, callback=self._callback,
+                device=dev,
+                samplerate=self.rate,
+                channels=1,
+                dtype="float32",
+                blocksize=chunk * self.rate // SAMPLE_RATE,
+                callback=self._callback,
             )
             self.stream.start()
         except Exception as exc:  # PortAudio raises plain Exceptions/ValueErrors
@@ -121,8 +134,14 @@ class ChunkSender:
 
     def send(self, chunk: np.ndarray, eos: bool = False, **extra) -> None:  # noqa: ANN003
         value, meta = audio_message(
-            chunk, SAMPLE_RATE, session_id=self.session_id, seq=self.seq, captured_at=now(),
-            start_s=self.samples_sent / SAMPLE_RATE, eos=eos, **extra,
+            chunk,
+            SAMPLE_RATE,
+            session_id=self.session_id,
+            seq=self.seq,
+            captured_at=now(),
+            start_s=self.samples_sent / SAMPLE_RATE,
+            eos=eos,
+            **extra,
         )
         self.node.send_output("audio", value, meta)
         self.seq += 1
@@ -135,7 +154,7 @@ class ChunkSender:
 
 def run_file(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
     out = ChunkSender(node, cfg.session_id)
-    path = cfg.audio_file or str(bundled_sample())
+    path = resolve_user_path(cfg.audio_file) or str(bundled_sample())
     chunk = cfg.chunk_ms * SAMPLE_RATE // 1000
     try:
         chunks = rechunk(iter_audio_file(path), chunk)
@@ -147,6 +166,8 @@ def run_file(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
     t0 = time.monotonic()
     for event in node:
         if event["type"] == "STOP":
+            if current is not None:  # stopped mid-file: still close the stream for downstream nodes
+                out.send(np.zeros(0, np.float32), eos=True)
             break
         if event["type"] != "INPUT":
             continue

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from dora_funasr_nano.model_core.audio import normalize
 from dora_funasr_nano.model_core.errors import FunAsrNanoError, InvalidAudio
 
@@ -86,7 +85,12 @@ def error_message(error: FunAsrNanoError | str, message: str = "", **metadata: A
     else:
         code = error
     meta = flat({"fin": True, **metadata})
-    body = {"code": code, "message": message, "session_id": meta.get("session_id"), "segment_id": meta.get("segment_id")}
+    body = {
+        "code": code,
+        "message": message,
+        "session_id": meta.get("session_id"),
+        "segment_id": meta.get("segment_id"),
+    }
     return pa.array([json.dumps(body, ensure_ascii=False)]), {**meta, "code": code}
 
 

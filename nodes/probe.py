@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import load_config
 from .contract import now, read_error, read_text
+from .events import input_events
 
 
 @dataclass
@@ -92,7 +93,8 @@ class Probe:
             "errors": errors,
             "segments_with_several_finals": [list(k) for k, n in per_segment.items() if n > 1],
             "latency_s": {
-                "median": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                "median": percentile(latencies, 50),
+                "p95": percentile(latencies, 95),
                 "max": max(latencies) if latencies else None,
             },
             "output": str(self.path),
@@ -107,7 +109,8 @@ class Probe:
         print(
             f"[probe] summary: {summary['segments']} segments, {summary['final_texts']} texts, "
             f"errors {summary['errors'] or 'none'}, latency median {fmt(lat['median'])} p95 {fmt(lat['p95'])} "
-            f"-> {self.path}", flush=True,
+            f"-> {self.path}",
+            flush=True,
         )
         if summary["segments_with_several_finals"]:
             print(f"[probe] WARNING several finals for {summary['segments_with_several_finals']}", flush=True)
@@ -116,11 +119,8 @@ class Probe:
 
 def run(node, cfg: ProbeConfig) -> dict[str, Any]:  # noqa: ANN001
     probe = Probe(cfg)
-    for event in node:
-        if event["type"] == "INPUT":
-            probe.on_message(event["id"], event["value"], event["metadata"])
-        elif event["type"] == "STOP":
-            break
+    for input_id, value, metadata in input_events(node):
+        probe.on_message(input_id, value, metadata)
     return probe.close()
 
 

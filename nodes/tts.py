@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
 from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
 from dora_funasr_nano.model_core.tts import Synthesizer, make_synthesizer
 
 from .config import load_config
 from .contract import audio_message, error_message, read_text, segment_ids
+from .events import input_events
 
 
 @dataclass
@@ -104,11 +104,9 @@ class TtsNode:
 
 def run(node, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> TtsNode:  # noqa: ANN001
     tts = TtsNode(node, cfg, synthesizer)
-    for event in node:
-        if event["type"] == "INPUT" and event["id"] == "text":
-            tts.on_text(event["value"], event["metadata"])
-        elif event["type"] == "STOP":
-            break
+    for input_id, value, metadata in input_events(node):
+        if input_id == "text":
+            tts.on_text(value, metadata)
     tts.close()
     return tts
 

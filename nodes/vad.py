@@ -16,6 +16,7 @@ from dora_funasr_nano.model_core.vad import Segment, SegmenterConfig, SileroVad,
 
 from .config import load_config
 from .contract import audio_message, error_message, read_audio
+from .events import input_events
 
 
 @dataclass
@@ -66,7 +67,8 @@ class VadNode:
             self._emit(session_id, state, seg)
         print(
             f"[vad] session {session_id}: {state.next_id} segments, "
-            f"{state.segmenter.noise_bursts} noise bursts below min_speech_s", file=sys.stderr,
+            f"{state.segmenter.noise_bursts} noise bursts below min_speech_s",
+            file=sys.stderr,
         )
 
     def flush_all(self) -> None:
@@ -78,9 +80,15 @@ class VadNode:
         # the segment's last sample was captured this long before the newest received one
         captured_at = state.captured_at - (state.position - end_sample) / SAMPLE_RATE
         value, meta = audio_message(
-            seg.samples, SAMPLE_RATE, session_id=session_id, segment_id=state.next_id,
-            start_s=round(seg.start_s, 4), end_s=round(seg.end_s, 4), captured_at=captured_at,
-            forced_split=seg.forced_split, speech_frames=seg.speech_frames,
+            seg.samples,
+            SAMPLE_RATE,
+            session_id=session_id,
+            segment_id=state.next_id,
+            start_s=round(seg.start_s, 4),
+            end_s=round(seg.end_s, 4),
+            captured_at=captured_at,
+            forced_split=seg.forced_split,
+            speech_frames=seg.speech_frames,
             nonfinite_samples=count_nonfinite(seg.samples),
         )
         self.node.send_output("segment", value, meta)
@@ -94,11 +102,9 @@ class VadNode:
 
 def run(node, cfg: VadConfig) -> VadNode:  # noqa: ANN001
     vad = VadNode(node, cfg)
-    for event in node:
-        if event["type"] == "INPUT" and event["id"] == "audio":
-            vad.on_audio(event["value"], event["metadata"])
-        elif event["type"] == "STOP":
-            break
+    for input_id, value, metadata in input_events(node):
+        if input_id == "audio":
+            vad.on_audio(value, metadata)
     vad.flush_all()
     return vad
 

@@ -17,6 +17,7 @@ from dora_funasr_nano.model_core.whisper_asr import TASKS, WhisperRecognizer
 
 from .config import load_config
 from .contract import error_message, read_audio, segment_ids, text_message
+from .events import input_events
 
 
 @dataclass
@@ -47,6 +48,7 @@ class WhisperNode:
                 self.recognizer = WhisperRecognizer(
                     cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size
                 )
+                self.recognizer.warm_up()
             except FunAsrNanoError as exc:
                 self.load_error = exc
                 print(f"[whisper] {exc.code}: {exc}", file=sys.stderr)
@@ -72,19 +74,22 @@ class WhisperNode:
             return
         elapsed = time.perf_counter() - t0
         value, meta = text_message(
-            result.text, result.language, **ids, source_language=result.source_language,
-            task=self.cfg.whisper_task, asr_s=round(elapsed, 4), rtf=round(elapsed / result.audio_s, 4),
+            result.text,
+            result.language,
+            **ids,
+            source_language=result.source_language,
+            task=self.cfg.whisper_task,
+            asr_s=round(elapsed, 4),
+            rtf=round(elapsed / result.audio_s, 4),
         )
         self.node.send_output("text", value, meta)
 
 
 def run(node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> WhisperNode:  # noqa: ANN001
     asr = WhisperNode(node, cfg, recognizer)
-    for event in node:
-        if event["type"] == "INPUT" and event["id"] == "segment":
-            asr.on_segment(event["value"], event["metadata"])
-        elif event["type"] == "STOP":
-            break
+    for input_id, value, metadata in input_events(node):
+        if input_id == "segment":
+            asr.on_segment(value, metadata)
     return asr
 
 
