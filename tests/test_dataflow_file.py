@@ -1,13 +1,15 @@
 """The real file graph under `dora run`, on real Mandarin speech and on bad input."""
 
+import json
 import re
+import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from dfn_testing import read16k, speech_with_gaps, zh_clip
-from dora_graphs import dora_run, finals
+from dfn_testing import DATAFLOWS, read16k, speech_with_gaps, zh_clip
+from dora_graphs import dora_run, finals, node_env
 
 pytestmark = pytest.mark.integration
 GRAPH = "file_whisper_translate.yml"
@@ -82,3 +84,20 @@ def test_ten_minute_file(tmp_path):
     assert len(results) == 2 and all(r["kind"] == "text" for r in results.values())
     last = results[max(results)]
     assert last["start_s"] > 600 and digits(last["text"]).startswith("1234")
+
+
+def test_same_graph_under_dora_up_and_start(tmp_path):
+    env = node_env()
+    probe = tmp_path / "probe.jsonl"
+    subprocess.run(["dora", "up"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    try:
+        proc = subprocess.run(
+            ["dora", "start", str(DATAFLOWS / GRAPH), "--attach", "--env", "REALTIME=false", "--env",
+             f"PROBE_OUTPUT={probe}"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["dora", "destroy"], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    results = finals([json.loads(x) for x in probe.read_text().splitlines()])
+    assert len(results) == 2 and "hello" in results[min(results)]["text"].lower()

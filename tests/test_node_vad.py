@@ -34,10 +34,7 @@ def test_segments_have_ids_timing_and_samples():
         assert 0 <= meta["start_s"] < meta["end_s"] <= audio.size / 16000
         assert len(value) == round((meta["end_s"] - meta["start_s"]) * 16000)
         # captured_at is the wall clock of the segment's last sample on the sender's clock
-        assert (
-            meta["captured_at"] == np.float64(1000.0 + meta["end_s"]).round(6)
-            or abs(meta["captured_at"] - (1000.0 + meta["end_s"])) < 1e-6
-        )
+        assert abs(meta["captured_at"] - (1000.0 + meta["end_s"])) < 1e-6
         assert meta["nonfinite_samples"] == 0
     assert node.of("error") == []
 
