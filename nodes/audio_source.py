@@ -3,6 +3,7 @@
 Outputs `audio` (chunks) and `error`. Every chunk carries session_id, seq, sample_rate, captured_at (wall clock of
 its last sample) and start_s (stream time of its first sample); the last chunk of a stream carries eos=true, and
 the node then exits so downstream inputs close. Driven by a `tick` timer input (e.g. dora/timer/millis/20).
+With START_ON_READY the stream starts only when the optional `ready` input (e.g. asr/ready) sends something.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class AudioSourceConfig:
     session_id: str = ""  # empty = "<mode>-<random>"
     mic_device: str = ""  # sounddevice input device name or index; empty = system default
     duration_s: float = 0.0  # mic mode: stop after this long (0 = until the dataflow stops)
+    start_on_ready: bool = False  # hold the stream until a message arrives on the `ready` input (model loaded)
+    ready_timeout_s: float = 300.0  # ... or until this long has passed
 
     def __post_init__(self) -> None:
         if self.source_mode not in ("file", "mic"):
@@ -152,6 +155,23 @@ class ChunkSender:
         self.node.send_output("error", value, meta)
 
 
+def wait_until_ready(node, cfg: AudioSourceConfig) -> bool:  # noqa: ANN001
+    """With start_on_ready, consume events until `ready` arrives, so the first segment does not queue behind
+    model loading. False if the dataflow stopped meanwhile."""
+    if not cfg.start_on_ready:
+        return True
+    deadline = time.monotonic() + cfg.ready_timeout_s
+    for event in node:
+        if event["type"] == "STOP":
+            return False
+        if event.get("id") == "ready" and event["type"] in ("INPUT", "INPUT_CLOSED"):
+            return True
+        if time.monotonic() > deadline:
+            print(f"[audio-source] no `ready` after {cfg.ready_timeout_s} s, starting anyway", file=sys.stderr)
+            return True
+    return False
+
+
 def run_file(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
     out = ChunkSender(node, cfg.session_id)
     path = resolve_user_path(cfg.audio_file) or str(bundled_sample())
@@ -161,6 +181,9 @@ def run_file(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
         current = next(chunks, None)
     except FunAsrNanoError as exc:
         out.error(exc)
+        out.send(np.zeros(0, np.float32), eos=True)
+        return
+    if not wait_until_ready(node, cfg):
         out.send(np.zeros(0, np.float32), eos=True)
         return
     t0 = time.monotonic()
@@ -191,6 +214,9 @@ def run_file(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
 def run_mic(node, cfg: AudioSourceConfig) -> None:  # noqa: ANN001
     out = ChunkSender(node, cfg.session_id)
     chunk = cfg.chunk_ms * SAMPLE_RATE // 1000
+    if not wait_until_ready(node, cfg):
+        out.send(np.zeros(0, np.float32), eos=True)
+        return
     try:
         mic = MicCapture(cfg.mic_device, chunk)
     except DeviceUnavailable as exc:

@@ -9,6 +9,7 @@ Every message of one utterance carries session_id and segment_id; start_s, end_s
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -96,3 +97,12 @@ def error_message(error: FunAsrNanoError | str, message: str = "", **metadata: A
 
 def read_error(value: pa.Array) -> dict[str, Any]:
     return json.loads(read_text(value))
+
+
+def send_ready(node: Any, load_error: FunAsrNanoError | None) -> None:
+    """Announce on `ready` that the node can take work (ok=false: it will answer every input with an error)."""
+    meta = {"ok": load_error is None, **({"code": load_error.code} if load_error else {})}
+    try:
+        node.send_output("ready", pa.array([meta["ok"]]), meta)
+    except Exception as exc:  # noqa: BLE001 - graphs that do not declare `ready` do not need it
+        print(f"[ready] not sent: {exc}", file=sys.stderr)

@@ -3,8 +3,8 @@
 Any number of inputs (name them as you like); a message whose metadata has `code` is an error, anything else is
 text. Each message becomes one JSON line in PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
 received_at, latency_s = received_at - captured_at. Final texts are printed as they arrive; when the inputs close
-a summary (counts, errors by code, latency median/p95, segments with more than one final) is printed and written
-next to the JSONL file as <name>.summary.json.
+a summary (counts, errors by code, latency and real-time-factor median/p95, segments with more than one
+final) is printed and written next to the JSONL file as <name>.summary.json.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class Probe:
                 key = (r.get("session_id"), r["segment_id"])
                 per_segment[key] = per_segment.get(key, 0) + 1
         latencies = [r["latency_s"] for r in finals if r["kind"] == "text" and "latency_s" in r]
+        rtfs = [r["rtf"] for r in finals if r["kind"] == "text" and "rtf" in r]
         errors: dict[str, int] = {}
         for r in finals:
             if r["kind"] == "error":
@@ -97,6 +98,7 @@ class Probe:
                 "p95": percentile(latencies, 95),
                 "max": max(latencies) if latencies else None,
             },
+            "rtf": {"median": percentile(rtfs, 50), "p95": percentile(rtfs, 95)},  # model time / audio time
             "output": str(self.path),
         }
 

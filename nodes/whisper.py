@@ -1,7 +1,8 @@
 """whisper: speech recognition or speech->English translation with Whisper base (faster-whisper, offline).
 
-Input `segment` (speech audio with segment ids). Outputs `text` (one final message per segment, fin=true) and
-`error` (one record instead of the text when the segment cannot be used). Ids and timing are copied through;
+Input `segment` (speech audio with segment ids). Outputs `text` (one final message per segment, fin=true),
+`error` (one record instead of the text when the segment cannot be used) and `ready` (once, when the model is
+loaded and warmed up, or failed to load: sources can wait for it). Ids and timing are copied through;
 `asr_s` is the processing time. If the model cannot load, every segment gets a ModelNotLoaded error.
 """
 
@@ -16,7 +17,7 @@ from dora_funasr_nano.model_core.errors import FunAsrNanoError, NoSpeech, Recogn
 from dora_funasr_nano.model_core.whisper_asr import TASKS, WhisperRecognizer
 
 from .config import load_config
-from .contract import error_message, read_audio, segment_ids, text_message
+from .contract import error_message, read_audio, segment_ids, send_ready, text_message
 from .events import input_events
 
 
@@ -27,6 +28,7 @@ class WhisperConfig:
     whisper_task: str = "translate"  # "translate" (-> English) or "transcribe"
     whisper_language: str = "zh"  # spoken language; empty = detect
     beam_size: int = 5
+    temperatures: str = "0"  # comma-separated fallback ladder, e.g. "0,0.2,0.4,0.6,0.8,1"; "0" = deterministic
     compute_type: str = "int8"  # CTranslate2 compute type: int8, float32, ...
     cpu_threads: int = 0  # 0 = CTranslate2's default
     model_dir: str = ""  # empty = the packaged Whisper base (assembled into the cache on first use)
@@ -34,6 +36,10 @@ class WhisperConfig:
     max_segment_s: float = 30.0
 
     def __post_init__(self) -> None:
+        try:
+            self.temperature_ladder = tuple(float(t) for t in self.temperatures.split(","))
+        except ValueError:
+            raise ValueError(f"TEMPERATURES must be comma-separated numbers, got {self.temperatures!r}") from None
         if self.whisper_task not in TASKS:
             raise ValueError(f"WHISPER_TASK must be one of {TASKS}, got {self.whisper_task!r}")
 
@@ -46,7 +52,7 @@ class WhisperNode:
         if recognizer is None:
             try:
                 self.recognizer = WhisperRecognizer(
-                    cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size
+                    cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size, cfg.temperature_ladder
                 )
                 self.recognizer.warm_up()
             except FunAsrNanoError as exc:
@@ -87,6 +93,7 @@ class WhisperNode:
 
 def run(node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> WhisperNode:  # noqa: ANN001
     asr = WhisperNode(node, cfg, recognizer)
+    send_ready(node, asr.load_error)
     for input_id, value, metadata in input_events(node):
         if input_id == "segment":
             asr.on_segment(value, metadata)

@@ -95,3 +95,31 @@ def test_rechunk_keeps_every_sample():
     out = list(rechunk(iter(blocks), 4))
     assert [c.size for c in out] == [4, 4, 4, 4, 4, 2]
     np.testing.assert_array_equal(np.concatenate(out), np.concatenate(blocks))
+
+
+class AudioCountingNode(RecordingNode):
+    """Remembers how many chunks had been sent when each event was handed out."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def __next__(self):
+        ev = super().__next__()
+        self.seen.append((ev.get("id"), len(self.of("audio"))))
+        return ev
+
+
+def test_start_on_ready_holds_the_stream_until_the_model_is_loaded():
+    tick = ("tick", pa.array([0]))
+    node = AudioCountingNode([tick] * 3 + [("ready", pa.array([True]))] + [tick] * 3)
+    run(node, AudioSourceConfig(audio_file=str(zh_clip("jishu")), realtime=False, start_on_ready=True, session_id="s"))
+    assert node.seen[:5] == [("tick", 0), ("tick", 0), ("tick", 0), ("ready", 0), ("tick", 0)]
+    assert len(node.of("audio")) == 26 and node.of("audio")[-1][1]["eos"] is True
+
+
+def test_stop_before_ready_still_ends_the_stream():
+    node = RecordingNode([("tick", pa.array([0]))])  # then STOP
+    run(node, AudioSourceConfig(audio_file=str(zh_clip("jishu")), start_on_ready=True, session_id="s"))
+    ((value, meta),) = node.of("audio")
+    assert meta["eos"] is True and len(value) == 0

@@ -85,3 +85,22 @@ def test_missing_model_answers_every_segment_with_model_not_loaded(tmp_path):
 def test_bad_task_is_rejected_at_start():
     with pytest.raises(ValueError, match="WHISPER_TASK"):
         WhisperConfig(whisper_task="summarize")
+
+
+def test_ready_is_announced_before_work(whisper):
+    node = RecordingNode([seg(read16k(zh_clip("nihao_shijie")))])
+    run(node, WhisperConfig(), recognizer=whisper)
+    assert [o for o, _, _ in node.sent] == ["ready", "text"]
+    assert node.of("ready")[0][1]["ok"] is True
+
+
+def test_failed_load_is_announced_as_not_ok(tmp_path):
+    node = RecordingNode([])
+    run(node, WhisperConfig(model_dir=str(tmp_path)))
+    ((_, meta),) = node.of("ready")
+    assert meta == {"ok": False, "code": "ModelNotLoaded"}
+
+
+def test_bad_temperatures_are_rejected():
+    with pytest.raises(ValueError, match="TEMPERATURES"):
+        WhisperConfig(temperatures="0,hot")
