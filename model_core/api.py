@@ -1,0 +1,142 @@
+"""Public API: load a checkpoint once, then transcribe (or translate, with a translation-adapted model).
+
+asr = load("FunAudioLLM/Fun-ASR-Nano-2512")          # or a local folder
+result = asr.transcribe(samples_16k)                   # -> Result(text="...", ...)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from .audio import SAMPLE_RATE, count_nonfinite
+from .errors import AudioTooLong, AudioTooShort, EmptyAudio, InvalidAudio, UnsupportedLanguage
+from .frontend import extract_features
+from .fun_asr_nano import Model
+from .generate import GenerationConfig, generate
+from .loading import DEFAULT_MODEL, load_model, load_tokenizer
+from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
+
+MIN_AUDIO_S = 0.1  # below this the front end has too few frames to say anything
+MAX_AUDIO_S = 30.0  # longer input loops (design.md §3): split it with the VAD first
+
+
+@dataclass
+class TranslationConfig:
+    source_lang: str = "zh"
+    target_lang: str = "en"
+    max_output_tokens: int = 512
+    temperature: float = 0.0
+    stream_on_sentence: bool = False
+
+
+@dataclass
+class Result:
+    text: str
+    tokens: list[int]
+    finish_reason: str  # eos | length | repetition
+    audio_s: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+class FunAsrNano:
+    def __init__(self, model: Model, tokenizer, model_dir: Path | None = None) -> None:  # noqa: ANN001
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        # set by translation adapters (LoRA); the published checkpoint only transcribes (design.md §3)
+        self.can_translate = False
+
+    @classmethod
+    def load(cls, path_or_id: str | os.PathLike = DEFAULT_MODEL, dtype: mx.Dtype | None = None) -> FunAsrNano:
+        model, model_dir = load_model(path_or_id, dtype)
+        return cls(model, load_tokenizer(model_dir), model_dir)
+
+    # -- stages -------------------------------------------------------------------------------------------
+
+    def features(self, audio: np.ndarray, max_audio_s: float = MAX_AUDIO_S) -> np.ndarray:
+        """16 kHz mono float32 -> (T_lfr, 560), with the typed errors bad audio deserves."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise InvalidAudio(f"expected mono samples (1-D), got shape {audio.shape}")
+        if audio.size == 0:
+            raise EmptyAudio("no samples")
+        if bad := count_nonfinite(audio):
+            raise InvalidAudio(f"{bad} NaN/inf samples")
+        seconds = audio.size / SAMPLE_RATE
+        if seconds < MIN_AUDIO_S:
+            raise AudioTooShort(f"{seconds:.3f} s of audio, the minimum is {MIN_AUDIO_S} s")
+        if seconds > max_audio_s:
+            raise AudioTooLong(f"{seconds:.1f} s of audio, the maximum is {max_audio_s} s: split it with the VAD")
+        return extract_features(audio, self.model.args.frontend)
+
+    def audio_rows(self, features: np.ndarray) -> mx.array:
+        """(T_lfr, 560) -> the (fake_token_len, hidden) rows that go into the prompt."""
+        rows = self.model.encode_audio(mx.array(features)[None])[0]
+        return rows[: self.model.audio_token_count(features.shape[0])]
+
+    def prompt_embeddings(self, rows: mx.array, prompt: str) -> mx.array:
+        chat = chat_prompt(prompt)
+        prefix = mx.array(self.tokenizer.encode(chat.prefix), dtype=mx.int32)
+        suffix = mx.array(self.tokenizer.encode(chat.suffix), dtype=mx.int32)
+        before, after = self.model.embed_tokens(prefix), self.model.embed_tokens(suffix)
+        return mx.concatenate([before, rows.astype(before.dtype), after], axis=0)
+
+    def decode(self, tokens: list[int]) -> str:
+        return clean_response(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    # -- tasks --------------------------------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        task: TaskMode = TaskMode.TRANSCRIBE,
+        hotwords: Sequence[str] | None = None,
+        itn: bool = True,
+        generation: GenerationConfig | None = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Result:
+        """Speech -> text in the spoken language (TaskMode.TRANSCRIBE: Chinese)."""
+        generation = generation or GenerationConfig()
+        t0 = time.perf_counter()
+        feats = self.features(audio)
+        t1 = time.perf_counter()
+        rows = self.audio_rows(feats)
+        mx.eval(rows)
+        t2 = time.perf_counter()
+        prompt = self.prompt_embeddings(rows, user_prompt(task, list(hotwords or []), itn))
+        out = generate(self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token)
+        t3 = time.perf_counter()
+        timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
+        return Result(self.decode(out.tokens), out.tokens, out.finish_reason, audio.size / SAMPLE_RATE, timings)
+
+    def translate(
+        self,
+        audio: np.ndarray,
+        config: TranslationConfig | None = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Result:
+        """Speech -> English with the unified (translation-adapted) model."""
+        config = config or TranslationConfig()
+        if (config.source_lang, config.target_lang) != ("zh", "en"):
+            raise UnsupportedLanguage(f"{config.source_lang}->{config.target_lang}: only zh->en is supported")
+        if not self.can_translate:
+            raise UnsupportedLanguage(
+                "this checkpoint transcribes only (Fun-ASR-Nano cannot translate); load a translation adapter "
+                "or use the two-stage pipeline (funasr transcribe -> translate-text)"
+            )
+        generation = GenerationConfig(max_tokens=config.max_output_tokens, temperature=config.temperature)
+        return self.transcribe(audio, TaskMode.TRANSLATE_TO_EN, generation=generation, on_token=on_token)
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], **kwargs) -> list[Result]:  # noqa: ANN003
+        return [self.transcribe(a, **kwargs) for a in audios]
+
+
+def load(path_or_id: str | os.PathLike = DEFAULT_MODEL, dtype: mx.Dtype | None = None) -> FunAsrNano:
+    return FunAsrNano.load(path_or_id, dtype)

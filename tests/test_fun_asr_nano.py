@@ -1,0 +1,142 @@
+"""The whole Fun-ASR-Nano path against the official PyTorch code, on tiny random checkpoints written in the
+published formats and loaded through our real loaders."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from dfn_testing import read16k, zh_clip
+from dora_funasr_nano.model_core.api import FunAsrNano
+from dora_funasr_nano.model_core.errors import (
+    AudioTooLong,
+    AudioTooShort,
+    EmptyAudio,
+    InvalidAudio,
+    ModelNotLoaded,
+    UnsupportedLanguage,
+)
+from dora_funasr_nano.model_core.generate import GenerationConfig, repeated_tail
+from dora_funasr_nano.model_core.loading import load_model
+from dora_funasr_nano.model_core.prompts import TaskMode
+
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import tiny_checkpoint
+
+    return tiny_checkpoint.build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def ours(tiny):
+    return FunAsrNano.load(tiny.official_dir, dtype=mx.float32)
+
+
+def clips():
+    nihao, jishu, pangrama = (read16k(zh_clip(n)) for n in ("nihao_shijie", "jishu", "pangrama"))
+    return {"0.5s": nihao[:8000], "1.4s": nihao, "2.6s": jishu, "4.1s": pangrama, "odd": jishu[: 16000 + 123]}
+
+
+@pytest.fixture(scope="module")
+def references(tiny):
+    import tiny_checkpoint
+
+    return {name: tiny_checkpoint.reference_transcribe(tiny, audio, MAX_NEW) for name, audio in clips().items()}
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
+
+
+@pytest.mark.parametrize("name", list(clips()))
+def test_audio_rows_and_prompt_match_upstream(ours, references, name):
+    ref = references[name]
+    feats = ours.features(clips()[name])
+    rows = ours.audio_rows(feats)
+    assert rows.shape[0] == ref["fake_token_len"] == ours.model.audio_token_count(feats.shape[0])
+    assert rel_err(rows, ref["adaptor_out"][: ref["fake_token_len"]]) < 1e-4
+    embeds = ours.prompt_embeddings(rows, ref["prompt"])
+    assert embeds.shape == ref["embeds"].shape  # same prompt tokens around the audio rows
+    assert rel_err(embeds, ref["embeds"]) < 1e-4
+
+
+@pytest.mark.parametrize("name", list(clips()))
+def test_first_step_logits_match_upstream(ours, references, name):
+    ref = references[name]
+    embeds = ours.prompt_embeddings(ours.audio_rows(ours.features(clips()[name])), ref["prompt"])
+    logits = ours.model.llm(mx.zeros((1, 0), mx.int32), input_embeddings=embeds[None])[0, -1]
+    assert rel_err(logits, ref["first_logits"]) < 1e-4
+    assert int(mx.argmax(logits)) == int(np.argmax(ref["first_logits"]))
+
+
+@pytest.mark.parametrize("name", list(clips()))
+def test_greedy_tokens_identical_to_upstream(ours, references, name):
+    ref_tokens = [t for t in references[name]["tokens"] if t not in (151643, 151645)]
+    cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
+    result = ours.transcribe(clips()[name], TaskMode.AUTO, generation=cfg)
+    assert result.tokens == ref_tokens[: len(result.tokens)] and len(result.tokens) == len(ref_tokens)
+
+
+def test_prompts_as_upstream_builds_them(tiny, ours):
+    model = tiny.torch_model
+    from dora_funasr_nano.model_core.prompts import user_prompt
+
+    assert user_prompt(TaskMode.AUTO) == model.get_prompt([], None, True) == "语音转写："
+    assert user_prompt(TaskMode.TRANSCRIBE) == model.get_prompt([], "中文", True) == "语音转写成中文："
+    assert user_prompt(TaskMode.TRANSCRIBE_EN, itn=False) == model.get_prompt([], "英文", False)
+    assert user_prompt(TaskMode.TRANSCRIBE, ["开放时间", "地址"]) == model.get_prompt(["开放时间", "地址"], "中文")
+
+
+def test_mlx_community_layout_loads_the_same_weights(tiny):
+    official, _ = load_model(tiny.official_dir, mx.float32)
+    community, _ = load_model(tiny.mlx_community_dir, mx.float32)
+    from mlx.utils import tree_flatten
+
+    a, b = dict(tree_flatten(official.parameters())), dict(tree_flatten(community.parameters()))
+    assert a.keys() == b.keys()
+    assert all(mx.array_equal(a[k], b[k]) for k in a)
+
+
+def test_bad_audio_gets_typed_errors(ours):
+    with pytest.raises(EmptyAudio):
+        ours.transcribe(np.zeros(0, np.float32))
+    with pytest.raises(AudioTooShort):
+        ours.transcribe(np.zeros(800, np.float32))
+    with pytest.raises(AudioTooLong):
+        ours.transcribe(np.zeros(31 * 16000, np.float32))
+    x = read16k(zh_clip("jishu")).copy()
+    x[7] = np.nan
+    with pytest.raises(InvalidAudio):
+        ours.transcribe(x)
+    with pytest.raises(InvalidAudio):
+        ours.transcribe(np.zeros((2, 16000), np.float32))
+
+
+def test_base_checkpoint_refuses_to_translate(ours):
+    with pytest.raises(UnsupportedLanguage, match="transcribes only"):
+        ours.translate(read16k(zh_clip("jishu")))
+
+
+def test_missing_model_is_model_not_loaded(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotLoaded, match="neither"):
+        load_model(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotLoaded, match="huggingface-cli download"):
+        load_model("someone/not-cached-model")
+
+
+def test_streaming_callback_sees_every_token(ours):
+    seen = []
+    result = ours.transcribe(read16k(zh_clip("jishu")), generation=GenerationConfig(max_tokens=6), on_token=seen.append)
+    assert seen == result.tokens and len(seen) <= 6
+
+
+def test_repetition_guard():
+    assert repeated_tail([1, 2, 3]) == 0
+    assert repeated_tail([5, 6] + [7] * 24) == 23
+    assert repeated_tail([9, 1, 2, 3] * 8) == 20  # 4-gram x 6 = 24 tokens loop; one copy is kept
+    assert repeated_tail([9, 1, 2, 3] * 5) == 0  # 20 tokens: below the span that counts as a loop
+    assert repeated_tail(list(range(100))) == 0
