@@ -17,6 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from .blas import ensure_fast_blas
 from .errors import ModelNotLoaded
 from .loading import DEFAULT_MODEL, QWEN_DIR, load_model, read_configs
 
@@ -57,6 +58,7 @@ def convert(source: str, out_dir: Path, dtype: str = "fp32", quantize_bits: int 
 
 
 def main() -> None:
+    ensure_fast_blas()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", default=DEFAULT_MODEL, help="model folder or Hugging Face id")
     parser.add_argument("out_dir", type=Path, help="folder to write")

@@ -43,7 +43,8 @@ class ModelArgs:
         eos = qwen_conf.get("eos_token_id")
         eos_ids = set(DEFAULT_EOS_TOKEN_IDS) | set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         return cls(
-            frontend=FrontendConfig.from_dict(model_conf.get("frontend_conf") or {}),
+            # dither is training-time noise (WavFrontend defaults to 1.0): inference is deterministic
+            frontend=FrontendConfig.from_dict({**(model_conf.get("frontend_conf") or {}), "dither": 0.0}),
             encoder=encoder,
             adaptor=AdaptorArgs.from_dict(adaptor),
             text=qwen3.ModelArgs.from_dict({"model_type": "qwen3", **qwen_conf}),

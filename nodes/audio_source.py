@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import soxr
+
 from dora_funasr_nano.model_core.audio import SAMPLE_RATE, iter_audio_file
 from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from dora_funasr_nano.model_core.audio import normalize
 from dora_funasr_nano.model_core.errors import FunAsrNanoError, InvalidAudio
 

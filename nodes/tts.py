@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
 from dora_funasr_nano.model_core.tts import Synthesizer, make_synthesizer
 

@@ -9,16 +9,14 @@ loaded and warmed up, or failed to load: sources can wait for it). Ids and timin
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 
-from dora_funasr_nano.model_core.audio import check_segment
-from dora_funasr_nano.model_core.errors import FunAsrNanoError, NoSpeech, RecognitionFailed
+import numpy as np
+
 from dora_funasr_nano.model_core.whisper_asr import TASKS, WhisperRecognizer
 
 from .config import load_config
-from .contract import error_message, read_audio, segment_ids, send_ready, text_message
-from .events import input_events
+from .speech_node import Recognize, SpeechToTextNode, Transcript
 
 
 @dataclass
@@ -44,60 +42,24 @@ class WhisperConfig:
             raise ValueError(f"WHISPER_TASK must be one of {TASKS}, got {self.whisper_task!r}")
 
 
-class WhisperNode:
-    def __init__(self, node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> None:  # noqa: ANN001
-        self.node, self.cfg = node, cfg
-        self.load_error: FunAsrNanoError | None = None
-        self.recognizer = recognizer
-        if recognizer is None:
-            try:
-                self.recognizer = WhisperRecognizer(
-                    cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size, cfg.temperature_ladder
-                )
-                self.recognizer.warm_up()
-            except FunAsrNanoError as exc:
-                self.load_error = exc
-                print(f"[whisper] {exc.code}: {exc}", file=sys.stderr)
-
-    def on_segment(self, value, metadata: dict) -> None:  # noqa: ANN001
-        ids = segment_ids(metadata)
-        t0 = time.perf_counter()
-        try:
-            if self.load_error is not None:
-                raise self.load_error
-            samples = read_audio(value, metadata)
-            check_segment(samples, self.cfg.min_segment_s, self.cfg.max_segment_s)
-            try:
-                result = self.recognizer.recognize(samples, self.cfg.whisper_task, self.cfg.whisper_language)
-            except FunAsrNanoError:
-                raise
-            except Exception as exc:  # a decoder crash must not take the graph down
-                raise RecognitionFailed(f"{type(exc).__name__}: {exc}") from exc
-            if not result.text:
-                raise NoSpeech(f"no words recognised in {result.audio_s:.2f} s of audio")
-        except FunAsrNanoError as exc:
-            self.node.send_output("error", *error_message(exc, **ids, asr_s=time.perf_counter() - t0))
-            return
-        elapsed = time.perf_counter() - t0
-        value, meta = text_message(
-            result.text,
-            result.language,
-            **ids,
-            source_language=result.source_language,
-            task=self.cfg.whisper_task,
-            asr_s=round(elapsed, 4),
-            rtf=round(elapsed / result.audio_s, 4),
+def make_recognizer(cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> Recognize:
+    if recognizer is None:
+        recognizer = WhisperRecognizer(
+            cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size, cfg.temperature_ladder
         )
-        self.node.send_output("text", value, meta)
+        recognizer.warm_up()
+
+    def recognize(samples: np.ndarray) -> Transcript:
+        result = recognizer.recognize(samples, cfg.whisper_task, cfg.whisper_language)
+        meta = {"source_language": result.source_language, "task": cfg.whisper_task}
+        return Transcript(result.text, result.language, meta)
+
+    return recognize
 
 
-def run(node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> WhisperNode:  # noqa: ANN001
-    asr = WhisperNode(node, cfg, recognizer)
-    send_ready(node, asr.load_error)
-    for input_id, value, metadata in input_events(node):
-        if input_id == "segment":
-            asr.on_segment(value, metadata)
-    return asr
+def run(node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> SpeechToTextNode:  # noqa: ANN001
+    load = lambda: make_recognizer(cfg, recognizer)  # noqa: E731
+    return SpeechToTextNode(node, "whisper", load, cfg.min_segment_s, cfg.max_segment_s).run()
 
 
 def main() -> None:

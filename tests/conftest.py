@@ -18,3 +18,11 @@ def whisper():
     from dora_funasr_nano.model_core.whisper_asr import WhisperRecognizer
 
     return WhisperRecognizer(cpu_threads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny random Fun-ASR-Nano, written in the official and mlx-community layouts (tests/tiny_checkpoint.py)."""
+    import tiny_checkpoint
+
+    return tiny_checkpoint.build(tmp_path_factory.mktemp("tiny"))

@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from dora_funasr_nano.model_core.assets import cache_root
 
 STUBS = Path(__file__).parent / "parity_stubs"

@@ -1,6 +1,7 @@
 import hashlib
 
 import pytest
+
 from dora_funasr_nano.model_core.assets import WHISPER_BASE, SplitModel
 from dora_funasr_nano.model_core.errors import ModelNotLoaded
 from dora_funasr_nano.model_core.vad import SILERO_ONNX_SHA256, silero_model_path

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from dfn_testing import read16k, zh_clip
+
 from dora_funasr_nano.model_core.audio import (
     check_segment,
     iter_audio_file,

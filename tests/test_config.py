@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 import pytest
+
 from dora_funasr_nano.nodes.audio_source import AudioSourceConfig
 from dora_funasr_nano.nodes.config import load_config
 from dora_funasr_nano.nodes.vad import VadConfig

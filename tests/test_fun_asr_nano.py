@@ -5,6 +5,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from dfn_testing import read16k, zh_clip
+
 from dora_funasr_nano.model_core.api import FunAsrNano
 from dora_funasr_nano.model_core.errors import (
     AudioTooLong,
@@ -19,13 +20,6 @@ from dora_funasr_nano.model_core.loading import load_model
 from dora_funasr_nano.model_core.prompts import TaskMode
 
 MAX_NEW = 12
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    import tiny_checkpoint
-
-    return tiny_checkpoint.build(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 from dfn_testing import RecordingNode, read16k, zh_clip
+
 from dora_funasr_nano.nodes.audio_source import AudioSourceConfig, rechunk, run
 
 TICKS = [("tick", pa.array([0]))] * 5

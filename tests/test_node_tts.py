@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 from dfn_testing import RecordingNode, event
+
 from dora_funasr_nano.model_core.tts import EspeakSynthesizer
 from dora_funasr_nano.nodes.tts import TtsConfig, run
 

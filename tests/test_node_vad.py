@@ -3,6 +3,7 @@ from itertools import zip_longest
 import numpy as np
 import pyarrow as pa
 from dfn_testing import RecordingNode, event, speech_with_gaps
+
 from dora_funasr_nano.nodes.vad import VadConfig, run
 
 

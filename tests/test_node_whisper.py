@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from dfn_testing import RecordingNode, event, read16k, zh_clip
+
 from dora_funasr_nano.nodes.whisper import WhisperConfig, run
 
 IDS = {"session_id": "s1", "start_s": 1.0, "end_s": 2.5, "captured_at": 123.0}
