@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 from mlx_lm.generate import generate_step
-from mlx_lm.models.cache import KVCache
+from mlx_lm.models.cache import BatchKVCache, KVCache
 from mlx_lm.sample_utils import make_sampler
 
 
@@ -77,3 +77,51 @@ def generate(
         if config.repetition_guard and (cut := repeated_tail(tokens)):
             return Generation(tokens[:-cut], "repetition")
     return Generation(tokens, "length")
+
+
+def generate_batch(
+    llm,  # noqa: ANN001
+    prompts: list[mx.array],
+    config: GenerationConfig,
+    eos_token_ids: tuple[int, ...],
+) -> list[Generation]:
+    """Several prompts (each (L_i, hidden)) decoded together: left-padded into one batch, with mlx-lm's
+    BatchKVCache masking the padding and keeping each row's positions, so every row decodes as it would alone.
+    Finished rows leave the batch."""
+    lengths = [p.shape[0] for p in prompts]
+    width = max(lengths)
+    hidden = prompts[0].shape[1]
+    padded = mx.stack(
+        [mx.concatenate([mx.zeros((width - n, hidden), p.dtype), p]) for n, p in zip(lengths, prompts, strict=True)]
+    )
+    cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
+    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
+
+    def sample(logits: mx.array) -> mx.array:
+        return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
+
+    tokens = sample(llm(mx.zeros((len(prompts), 0), mx.int32), cache=cache, input_embeddings=padded)[:, -1])
+    results: list[Generation | None] = [None] * len(prompts)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    active = list(range(len(prompts)))  # batch row -> prompt index
+    for step in range(config.max_tokens):
+        still = []
+        for row, (index, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+            if token in eos_token_ids:
+                results[index] = Generation(outputs[index], "eos")
+                continue
+            outputs[index].append(token)
+            if config.repetition_guard and (cut := repeated_tail(outputs[index])):
+                results[index] = Generation(outputs[index][:-cut], "repetition")
+                continue
+            still.append(row)
+        if not still or step == config.max_tokens - 1:
+            break
+        if len(still) < len(active):
+            keep = mx.array(still)
+            for c in cache:
+                c.filter(keep)
+            tokens = tokens[keep]
+            active = [active[row] for row in still]
+        tokens = sample(llm(tokens[:, None], cache=cache)[:, -1])
+    return [r if r is not None else Generation(outputs[i], "length") for i, r in enumerate(results)]

@@ -134,3 +134,12 @@ def test_repetition_guard():
     assert repeated_tail([9, 1, 2, 3] * 8) == 20  # 4-gram x 6 = 24 tokens loop; one copy is kept
     assert repeated_tail([9, 1, 2, 3] * 5) == 0  # 20 tokens: below the span that counts as a loop
     assert repeated_tail(list(range(100))) == 0
+
+
+def test_batched_decoding_equals_one_at_a_time(ours):
+    audios = list(clips().values())
+    cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
+    single = [ours.transcribe(a, TaskMode.AUTO, generation=cfg) for a in audios]
+    batched = ours.transcribe_batch(audios, TaskMode.AUTO, generation=cfg)
+    assert [r.tokens for r in batched] == [r.tokens for r in single]
+    assert [r.text for r in batched] == [r.text for r in single]
