@@ -6,13 +6,18 @@ callback for streaming, and a repetition guard against the loops users report on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import BatchKVCache, KVCache
 from mlx_lm.sample_utils import make_sampler
+
+from .cpu_decode import NumpyDecoder
 
 
 @dataclass
@@ -53,22 +58,67 @@ def make_cache(model, total_tokens: int) -> list[KVCache]:  # noqa: ANN001
     return caches
 
 
+def numpy_decode_available(llm) -> bool:  # noqa: ANN001
+    """The numpy decode path (cpu_decode.py) applies to fp32, unquantized weights on the CPU device."""
+    if os.environ.get("DFN_DECODE", "auto") == "mlx" or mx.default_device() != mx.cpu:
+        return False
+    embed = llm.model.embed_tokens
+    return isinstance(embed, nn.Embedding) and embed.weight.dtype == mx.float32
+
+
+def _sample_numpy(logits: np.ndarray, config: GenerationConfig, rng: np.random.Generator) -> int:
+    if config.temperature <= 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / config.temperature
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    if config.top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
+        order = np.argsort(-probs)
+        keep = order[: int(np.searchsorted(np.cumsum(probs[order]), config.top_p)) + 1]
+        probs = np.zeros_like(probs)
+        probs[keep] = 1.0
+        probs *= np.exp(z - z.max())
+        probs /= probs.sum()
+    return int(rng.choice(probs.size, p=probs))
+
+
+def _numpy_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
+    cache = make_cache(llm, prompt_embeddings.shape[0] + 1)
+    logits = llm(mx.zeros((1, 0), mx.int32), cache=cache, input_embeddings=prompt_embeddings[None])[0, -1]
+    mx.eval(logits, [c.state for c in cache])
+    rng = np.random.default_rng()
+    decoder = NumpyDecoder(llm, cache, config.max_tokens)
+    token = _sample_numpy(np.asarray(logits), config, rng)
+    for _ in range(config.max_tokens):
+        yield token
+        token = _sample_numpy(decoder.step(token), config, rng)
+
+
+def _mlx_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
+    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
+    cache = make_cache(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
+    steps = generate_step(
+        mx.array([], dtype=mx.int32), llm, max_tokens=config.max_tokens, sampler=sampler,
+        prompt_cache=cache, input_embeddings=prompt_embeddings,
+    )  # fmt: skip
+    for token, _ in steps:
+        yield token
+
+
 def generate(
     llm,  # noqa: ANN001 - an mlx-lm model that accepts input_embeddings
     prompt_embeddings: mx.array,
     config: GenerationConfig,
     eos_token_ids: tuple[int, ...],
     on_token: Callable[[int], None] | None = None,
+    backend: str = "auto",
 ) -> Generation:
-    """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded)."""
-    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
-    cache = make_cache(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
+    """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded). backend: auto, mlx or numpy."""
+    if backend == "auto":
+        backend = "numpy" if numpy_decode_available(llm) else "mlx"
+    steps = _numpy_steps if backend == "numpy" else _mlx_steps
     tokens: list[int] = []
-    steps = generate_step(
-        mx.array([], dtype=mx.int32), llm, max_tokens=config.max_tokens, sampler=sampler,
-        prompt_cache=cache, input_embeddings=prompt_embeddings,
-    )  # fmt: skip
-    for token, _ in steps:
+    for token in steps(llm, prompt_embeddings, config):
         if token in eos_token_ids:
             return Generation(tokens, "eos")
         tokens.append(token)

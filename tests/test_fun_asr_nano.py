@@ -143,3 +143,16 @@ def test_batched_decoding_equals_one_at_a_time(ours):
     batched = ours.transcribe_batch(audios, TaskMode.AUTO, generation=cfg)
     assert [r.tokens for r in batched] == [r.tokens for r in single]
     assert [r.text for r in batched] == [r.text for r in single]
+
+
+@pytest.mark.parametrize("name", ["1.4s", "4.1s"])
+def test_numpy_decode_path_equals_mlx_decode(ours, name):
+    from dora_funasr_nano.model_core.generate import generate
+    from dora_funasr_nano.model_core.prompts import user_prompt
+
+    prompt = ours.prompt_embeddings(ours.audio_rows(ours.features(clips()[name])), user_prompt(TaskMode.AUTO))
+    cfg = GenerationConfig(max_tokens=16, repetition_guard=False)
+    eos = ours.model.args.eos_token_ids
+    via_numpy = generate(ours.model.llm, prompt, cfg, eos, backend="numpy")
+    via_mlx = generate(ours.model.llm, prompt, cfg, eos, backend="mlx")
+    assert via_numpy.tokens == via_mlx.tokens and len(via_numpy.tokens) > 0
