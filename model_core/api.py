@@ -15,8 +15,8 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .audio import SAMPLE_RATE, count_nonfinite
-from .errors import AudioTooLong, AudioTooShort, EmptyAudio, InvalidAudio, UnsupportedLanguage
+from .audio import SAMPLE_RATE, check_segment
+from .errors import InvalidAudio, UnsupportedLanguage
 from .frontend import extract_features
 from .fun_asr_nano import Model
 from .generate import GenerationConfig, generate, generate_batch
@@ -65,15 +65,7 @@ class FunAsrNano:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise InvalidAudio(f"expected mono samples (1-D), got shape {audio.shape}")
-        if audio.size == 0:
-            raise EmptyAudio("no samples")
-        if bad := count_nonfinite(audio):
-            raise InvalidAudio(f"{bad} NaN/inf samples")
-        seconds = audio.size / SAMPLE_RATE
-        if seconds < MIN_AUDIO_S:
-            raise AudioTooShort(f"{seconds:.3f} s of audio, the minimum is {MIN_AUDIO_S} s")
-        if seconds > max_audio_s:
-            raise AudioTooLong(f"{seconds:.1f} s of audio, the maximum is {max_audio_s} s: split it with the VAD")
+        check_segment(audio, MIN_AUDIO_S, max_audio_s)
         return extract_features(audio, self.model.args.frontend)
 
     def audio_rows(self, features: np.ndarray) -> mx.array:
