@@ -30,9 +30,15 @@ def find_openblas() -> str | None:
 
 
 def openblas_loaded() -> bool:
+    """Is a system OpenBLAS mapped that MLX's BLAS calls can bind to? (numpy's bundled scipy-openblas does not
+    count: its symbols are renamed, so MLX never calls it.)"""
+    library = find_openblas()
+    if library is None:
+        return False
+    targets = {library, os.path.realpath(library)}
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
-            return any("openblas" in line.lower() for line in maps)
+            return any(line.split()[-1] in targets for line in maps if "/" in line)
     except OSError:
         return False
 
@@ -52,6 +58,9 @@ def ensure_fast_blas() -> None:
             f"OpenBLAS not found: MLX on Linux will run ~50x slower on its reference BLAS. Install it: {INSTALL_HINT}",
             stacklevel=2,
         )
+        return
+    if sys.argv[:1] == ["-c"]:  # `python -c` code cannot be re-executed
+        warnings.warn(f"MLX is on its reference BLAS; run with LD_PRELOAD={library} for ~50x faster fp32", stacklevel=2)
         return
     if os.environ.get(_REEXEC_FLAG):  # preloaded already and still not mapped: do not loop
         warnings.warn(f"LD_PRELOAD={library} did not take effect; MLX stays on its reference BLAS", stacklevel=2)
