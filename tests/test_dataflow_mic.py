@@ -4,6 +4,7 @@ Known Mandarin audio is played into the sink while the graph records from its mo
 where PulseAudio is not installed or cannot start; CI installs it, so there it runs.
 """
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ import threading
 import time
 
 import pytest
-from dora_graphs import dora_run, finals
+from dfn_testing import DATAFLOWS
+from dora_graphs import finals, node_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.mic]
 SINK = "dfn_test_mic"
@@ -45,17 +47,34 @@ def virtual_mic():
 
 
 def test_microphone_graph_translates_what_it_hears(tmp_path, virtual_mic, bundled_sample):
-    def play() -> None:
-        time.sleep(3.0)  # let the graph start and the capture stream open
-        subprocess.run(["paplay", "-d", virtual_mic, str(bundled_sample)], check=True, timeout=30)
-
-    player = threading.Thread(target=play)
-    player.start()
+    probe = tmp_path / "probe.jsonl"
+    env = node_env(DURATION_S="10", PROBE_OUTPUT=str(probe), PULSE_SOURCE=f"{virtual_mic}.monitor")
     # PULSE_SOURCE points the default capture device at the sink's monitor without touching system defaults
-    records, log = dora_run(
-        "mic_whisper_translate.yml", tmp_path, timeout=120, DURATION_S="13", PULSE_SOURCE=f"{virtual_mic}.monitor"
-    )
-    player.join()
+    proc = subprocess.Popen(
+        ["dora", "run", str(DATAFLOWS / "mic_whisper_translate.yml")],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    log: list[str] = []
+    recording = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            log.append(line)
+            if "recording from" in line:  # the source opens the microphone once the model is ready
+                recording.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert recording.wait(120), "".join(log)[-3000:]
+        time.sleep(0.5)
+        subprocess.run(["paplay", "-d", virtual_mic, str(bundled_sample)], check=True, timeout=30)
+        assert proc.wait(timeout=120) == 0, "".join(log)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    records = [json.loads(line) for line in probe.read_text().splitlines()]
     texts = [r for r in finals(records).values() if r["kind"] == "text"]
     assert len(texts) == 2, records
     assert "hello" in texts[0]["text"].lower()
