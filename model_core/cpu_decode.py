@@ -72,7 +72,8 @@ class NumpyDecoder:
         pos = self.length
         h = self.embed[token].copy()
         group = self.n_heads // self.n_kv
-        scale = 1.0 / np.sqrt(self.head_dim)
+        scale = self.head_dim**-0.5  # a Python float: an np.float64 here would turn every vector into float64,
+        # and numpy would then cast each fp32 weight matrix to float64 before every product
         for i, layer in enumerate(self.layers):
             x = _rms_norm(h, layer.norm_in, self.eps)
             q = _rms_norm((layer.wq @ x).reshape(self.n_heads, self.head_dim), layer.q_norm, self.eps)
@@ -90,4 +91,5 @@ class NumpyDecoder:
             gate = layer.w_gate @ x
             h = h + layer.w_down @ (gate / (1.0 + np.exp(-gate)) * (layer.w_up @ x))
         self.length += 1
+        assert h.dtype == np.float32, h.dtype  # see `scale` above
         return self.head @ _rms_norm(h, self.final_norm, self.eps)

@@ -112,11 +112,13 @@ def _mlx_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> It
     token = sample(prefill(llm, prompt_embeddings[None], cache))
     mx.async_eval(token)
     for n in range(config.max_tokens):
-        if n + 1 < config.max_tokens:  # queue the next step before reading this token: no idle host sync
+        last = n + 1 == config.max_tokens
+        if not last:  # queue the next step before reading this token: no idle host sync
             upcoming = sample(llm(token[:, None], cache=cache)[:, -1])
             mx.async_eval(upcoming)
         yield int(token.item())
-        token = upcoming
+        if not last:
+            token = upcoming
 
 
 def generate(

@@ -156,3 +156,7 @@ def test_numpy_decode_path_equals_mlx_decode(ours, name):
     via_numpy = generate(ours.model.llm, prompt, cfg, eos, backend="numpy")
     via_mlx = generate(ours.model.llm, prompt, cfg, eos, backend="mlx")
     assert via_numpy.tokens == via_mlx.tokens and len(via_numpy.tokens) > 0
+    one = GenerationConfig(max_tokens=1, repetition_guard=False)
+    assert [generate(ours.model.llm, prompt, one, eos, backend=b).tokens for b in ("numpy", "mlx")] == [
+        via_mlx.tokens[:1]
+    ] * 2
