@@ -1,9 +1,9 @@
-"""Qwen3 one-token decode steps in numpy, for Linux CPUs.
+"""The Qwen3 decoder in numpy, for Linux CPUs (the audio encoder stays in MLX).
 
-Why: decoding multiplies each weight matrix by a single vector. MLX's CPU backend sends that to BLAS `sgemm`
-with M=1, which with the system OpenBLAS runs at ~8 GB/s, while `sgemv` (what numpy calls for matrix @ vector)
-streams the weights at memory speed: measured 142 ms vs 21 ms for the 151,936 x 1,024 output layer on our 2-core
-box. Prefill (many rows at once) stays in MLX, where GEMM is fast; the KV cache it fills is copied here once.
+Why: on Linux, MLX's CPU backend hands every matmul to the system BLAS (OpenBLAS 0.3.21 on Debian 12), while
+numpy wheels bundle a newer OpenBLAS. Measured on our 2-core box (fp32): one token through the 151,936 x 1,024
+output layer takes 81 ms in MLX (sgemm with M=1) and 20 ms in numpy (sgemv); the prompt's 36 x 1,024 x 3,072
+products run at 41 vs 72 GFLOP/s. Decode went from 331 to 90 ms per token.
 
 The weights are zero-copy numpy views of the MLX parameters (fp32 only), so this costs no extra memory.
 """
@@ -33,10 +33,16 @@ class _Layer:
         self.norm_in, self.norm_post = _view(block.input_layernorm.weight), _view(block.post_attention_layernorm.weight)
 
 
-class NumpyDecoder:
-    """Greedy-compatible replacement for `llm(token[None, None], cache=cache)[0, -1]` after an MLX prefill."""
+def _linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """x (T, in) @ weight.T; one row goes through matrix @ vector, which numpy sends to sgemv."""
+    return (weight @ x[0])[None] if x.shape[0] == 1 else x @ weight.T
 
-    def __init__(self, llm: qwen3.Model, mlx_cache: list, max_tokens: int) -> None:  # noqa: ANN001
+
+class NumpyQwen3:
+    """Qwen3 forward passes in numpy with a preallocated KV cache: `forward(prompt)` once, then one token at a
+    time. Same computation as mlx-lm's qwen3 (checked token for token in the tests)."""
+
+    def __init__(self, llm: qwen3.Model, capacity: int) -> None:
         args = llm.args
         self.eps = args.rms_norm_eps
         self.n_heads, self.n_kv = args.num_attention_heads, args.num_key_value_heads
@@ -45,51 +51,52 @@ class NumpyDecoder:
         self.embed = _view(llm.model.embed_tokens.weight)
         self.head = self.embed if args.tie_word_embeddings else _view(llm.lm_head.weight)
         self.final_norm = _view(llm.model.norm.weight)
-        half = self.head_dim // 2
-        self.inv_freq = (args.rope_theta ** (-np.arange(0, half, dtype=np.float64) * 2 / self.head_dim)).astype(
-            np.float32
-        )
-        # the prompt's keys/values (RoPE already applied) move into preallocated buffers once
-        self.length = mlx_cache[0].offset
-        capacity = self.length + max_tokens + 1
+        exponents = np.arange(0, self.head_dim // 2, dtype=np.float64) * 2 / self.head_dim
+        self.inv_freq = (args.rope_theta**-exponents).astype(np.float32)
         self.keys = np.zeros((len(self.layers), self.n_kv, capacity, self.head_dim), np.float32)
         self.values = np.zeros_like(self.keys)
-        for i, c in enumerate(mlx_cache):
-            k, v = c.state[0], c.state[1]
-            self.keys[i, :, : self.length] = np.asarray(k[0, :, : self.length])
-            self.values[i, :, : self.length] = np.asarray(v[0, :, : self.length])
+        self.length = 0
 
-    def _rope(self, x: np.ndarray, position: int) -> np.ndarray:
-        """Non-interleaved RoPE (mlx nn.RoPE traditional=False): the two halves rotate together."""
-        theta = position * self.inv_freq
+    def _rope(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Non-interleaved RoPE (mlx nn.RoPE traditional=False): the two halves rotate together. x: (T, heads, d)."""
+        theta = positions[:, None, None].astype(np.float32) * self.inv_freq
         cos, sin = np.cos(theta), np.sin(theta)
         half = self.head_dim // 2
         x1, x2 = x[..., :half], x[..., half:]
         return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
-    def step(self, token: int) -> np.ndarray:
-        """Logits (vocab,) for the next position after `token`."""
-        pos = self.length
-        h = self.embed[token].copy()
+    def forward(self, h: np.ndarray) -> np.ndarray:
+        """h: (T, hidden) embeddings of the next T positions -> logits (vocab,) after the last one."""
+        steps, start = h.shape[0], self.length
+        end = start + steps
+        positions = np.arange(start, end)
         group = self.n_heads // self.n_kv
-        scale = self.head_dim**-0.5  # a Python float: an np.float64 here would turn every vector into float64,
-        # and numpy would then cast each fp32 weight matrix to float64 before every product
+        # a Python float: an np.float64 scale would turn the activations into float64, and numpy would then
+        # cast every fp32 weight matrix to float64 before each product (10x slower)
+        scale = self.head_dim**-0.5
+        causal = positions[:, None] >= np.arange(end)[None, :]  # (T, end): key s visible from position t
         for i, layer in enumerate(self.layers):
             x = _rms_norm(h, layer.norm_in, self.eps)
-            q = _rms_norm((layer.wq @ x).reshape(self.n_heads, self.head_dim), layer.q_norm, self.eps)
-            k = _rms_norm((layer.wk @ x).reshape(self.n_kv, self.head_dim), layer.k_norm, self.eps)
-            self.keys[i, :, pos] = self._rope(k, pos)
-            self.values[i, :, pos] = (layer.wv @ x).reshape(self.n_kv, self.head_dim)
-            q = self._rope(q, pos).reshape(self.n_kv, group, self.head_dim)
-            keys, values = self.keys[i, :, : pos + 1], self.values[i, :, : pos + 1]  # (kv, T, d)
-            scores = np.einsum("kgd,ktd->kgt", q, keys) * scale
+            q = _rms_norm(_linear(x, layer.wq).reshape(steps, self.n_heads, self.head_dim), layer.q_norm, self.eps)
+            k = _rms_norm(_linear(x, layer.wk).reshape(steps, self.n_kv, self.head_dim), layer.k_norm, self.eps)
+            self.keys[i, :, start:end] = self._rope(k, positions).transpose(1, 0, 2)
+            self.values[i, :, start:end] = (
+                _linear(x, layer.wv).reshape(steps, self.n_kv, self.head_dim).transpose(1, 0, 2)
+            )
+            q = self._rope(q, positions).reshape(steps, self.n_kv, group, self.head_dim).transpose(1, 2, 0, 3)
+            scores = np.einsum("kgtd,ksd->kgts", q, self.keys[i, :, :end]) * scale
+            if steps > 1:
+                scores = np.where(causal, scores, -np.inf)
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)
-            attn = np.einsum("kgt,ktd->kgd", scores, values).reshape(-1)
-            h = h + layer.wo @ attn
+            attn = np.einsum("kgts,ksd->tkgd", scores, self.values[i, :, :end]).reshape(steps, -1)
+            h = h + _linear(attn, layer.wo)
             x = _rms_norm(h, layer.norm_post, self.eps)
-            gate = layer.w_gate @ x
-            h = h + layer.w_down @ (gate / (1.0 + np.exp(-gate)) * (layer.w_up @ x))
-        self.length += 1
+            gate = _linear(x, layer.w_gate)
+            h = h + _linear(gate / (1.0 + np.exp(-gate)) * _linear(x, layer.w_up), layer.w_down)
+        self.length = end
         assert h.dtype == np.float32, h.dtype  # see `scale` above
-        return self.head @ _rms_norm(h, self.final_norm, self.eps)
+        return self.head @ _rms_norm(h[-1], self.final_norm, self.eps)
+
+    def step(self, token: int) -> np.ndarray:
+        return self.forward(self.embed[token][None])

@@ -16,7 +16,7 @@ import numpy as np
 from mlx_lm.models.cache import BatchKVCache, KVCache
 from mlx_lm.sample_utils import make_sampler
 
-from .cpu_decode import NumpyDecoder
+from .cpu_decode import NumpyQwen3
 
 
 @dataclass
@@ -91,15 +91,14 @@ def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa:
 
 
 def _numpy_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
-    cache = make_cache(llm, prompt_embeddings.shape[0] + 1)
-    logits = prefill(llm, prompt_embeddings[None], cache)[0]
-    mx.eval(logits, [c.state for c in cache])
+    decoder = NumpyQwen3(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
     rng = np.random.default_rng()
-    decoder = NumpyDecoder(llm, cache, config.max_tokens)
-    token = _sample_numpy(np.asarray(logits), config, rng)
-    for _ in range(config.max_tokens):
+    mx.eval(prompt_embeddings)
+    token = _sample_numpy(decoder.forward(np.array(prompt_embeddings, dtype=np.float32)), config, rng)
+    for n in range(config.max_tokens):
         yield token
-        token = _sample_numpy(decoder.step(token), config, rng)
+        if n + 1 < config.max_tokens:
+            token = _sample_numpy(decoder.step(token), config, rng)
 
 
 def _mlx_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
