@@ -19,6 +19,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .encoder import PositionwiseFeedForward  # the same w_1 -> ReLU -> w_2 block upstream
+
 LN_EPS = 1e-12  # funasr.models.transformer.layer_norm.LayerNorm
 
 
@@ -71,16 +73,6 @@ class MultiHeadedAttention(nn.Module):
         # key-padding mask, True on valid keys: equals upstream's masked_fill(-inf) → softmax → masked_fill(0)
         o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.d_k**-0.5, mask=attn_mask)
         return self.linear_out(o.transpose(0, 2, 1, 3).reshape(b, t, -1))
-
-
-class PositionwiseFeedForward(nn.Module):
-    def __init__(self, idim: int, hidden_units: int):
-        super().__init__()
-        self.w_1 = nn.Linear(idim, hidden_units)
-        self.w_2 = nn.Linear(hidden_units, idim)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.w_2(nn.relu(self.w_1(x)))
 
 
 class EncoderLayer(nn.Module):
