@@ -21,6 +21,7 @@ from .frontend import extract_features
 from .fun_asr_nano import Model
 from .generate import GenerationConfig, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
+from .lora import apply_adapter
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
 
 MIN_AUDIO_S = 0.1  # below this the front end has too few frames to say anything
@@ -54,9 +55,18 @@ class FunAsrNano:
         self.can_translate = False
 
     @classmethod
-    def load(cls, path_or_id: str | os.PathLike = DEFAULT_MODEL, dtype: mx.Dtype | None = None) -> FunAsrNano:
+    def load(
+        cls,
+        path_or_id: str | os.PathLike = DEFAULT_MODEL,
+        dtype: mx.Dtype | None = None,
+        adapter: str | os.PathLike | None = None,
+    ) -> FunAsrNano:
+        """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py)."""
         model, model_dir = load_model(path_or_id, dtype)
-        return cls(model, load_tokenizer(model_dir), model_dir)
+        asr = cls(model, load_tokenizer(model_dir), model_dir)
+        if adapter:
+            asr.can_translate = apply_adapter(model.llm, adapter) == "translate"
+        return asr
 
     # -- stages -------------------------------------------------------------------------------------------
 
@@ -161,5 +171,9 @@ class FunAsrNano:
         ]
 
 
-def load(path_or_id: str | os.PathLike = DEFAULT_MODEL, dtype: mx.Dtype | None = None) -> FunAsrNano:
-    return FunAsrNano.load(path_or_id, dtype)
+def load(
+    path_or_id: str | os.PathLike = DEFAULT_MODEL,
+    dtype: mx.Dtype | None = None,
+    adapter: str | os.PathLike | None = None,
+) -> FunAsrNano:
+    return FunAsrNano.load(path_or_id, dtype, adapter)

@@ -26,6 +26,7 @@ class FunAsrConfig:
 
     funasr_model: str = "FunAudioLLM/Fun-ASR-Nano-2512"  # local folder or Hugging Face id (downloaded once)
     funasr_task: str = "transcribe"  # transcribe (Chinese), transcribe_en, auto, translate (adapted model only)
+    funasr_adapter: str = ""  # an mlx-lm LoRA adapter folder (task "translate" makes the unified model)
     hotwords: str = ""  # comma-separated domain terms
     itn: bool = True  # inverse text normalisation (numbers as digits, punctuation)
     max_tokens: int = 512
@@ -50,7 +51,7 @@ def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 -
 
     if asr is None:
         dtype = {"auto": None, "fp32": mx.float32, "bf16": mx.bfloat16}[cfg.dtype]
-        asr = FunAsrNano.load(cfg.funasr_model, dtype)
+        asr = FunAsrNano.load(cfg.funasr_model, dtype, cfg.funasr_adapter or None)
         asr.transcribe(np.zeros(16000, np.float32), generation=GenerationConfig(max_tokens=2))  # warm-up
     hotwords = [w.strip() for w in cfg.hotwords.split(",") if w.strip()]
     generation = GenerationConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
