@@ -55,6 +55,10 @@ class TranslationFailed(FunAsrNanoError):
     """The model ran but produced no usable translation."""
 
 
+class ServiceUnavailable(TranslationFailed):
+    """The remote translation service is failing; its circuit breaker is open, so requests fail fast."""
+
+
 class SynthesisFailed(FunAsrNanoError):
     """Text-to-speech produced no audio."""
 
