@@ -15,7 +15,7 @@ import numpy as np
 from dora_funasr_nano.model_core.blas import ensure_fast_blas
 
 from .config import load_config
-from .speech_node import Recognize, SpeechToTextNode, Transcript
+from .speech_node import Partial, Recognize, SpeechToTextNode, Transcript
 
 TASKS = {"transcribe": "zh", "transcribe_en": "en", "auto": "auto", "translate": "en"}
 
@@ -30,6 +30,7 @@ class FunAsrConfig:
     hotwords: str = ""  # comma-separated domain terms
     itn: bool = True  # inverse text normalisation (numbers as digits, punctuation)
     max_tokens: int = 512
+    partial_every: int = 0  # send the text so far (fin=false) every N tokens while decoding; 0 = finals only
     temperature: float = 0.0  # 0 = greedy, as upstream
     dtype: str = "auto"  # auto (fp32 on Linux CPU, bf16 on Apple silicon), fp32, bf16
     min_segment_s: float = 0.1
@@ -57,12 +58,19 @@ def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 -
     generation = GenerationConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
     task = TaskMode(cfg.funasr_task)
 
-    def recognize(samples: np.ndarray) -> Transcript:
+    def recognize(samples: np.ndarray, partial: Partial) -> Transcript:
+        tokens: list[int] = []
+
+        def on_token(token: int) -> None:
+            tokens.append(token)
+            if cfg.partial_every and len(tokens) % cfg.partial_every == 0:
+                partial(asr.decode(tokens))
+
         if task is TaskMode.TRANSLATE_TO_EN:
             config = TranslationConfig(max_output_tokens=cfg.max_tokens, temperature=cfg.temperature)
-            result = asr.translate(samples, config)
+            result = asr.translate(samples, config, on_token)
         else:
-            result = asr.transcribe(samples, task, hotwords, cfg.itn, generation)
+            result = asr.transcribe(samples, task, hotwords, cfg.itn, generation, on_token)
         meta = {"task": cfg.funasr_task, "finish_reason": result.finish_reason, "tokens": len(result.tokens)}
         return Transcript(result.text, TASKS[cfg.funasr_task], meta)
 
@@ -71,7 +79,8 @@ def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 -
 
 def run(node, cfg: FunAsrConfig, asr=None) -> SpeechToTextNode:  # noqa: ANN001
     load = lambda: make_recognizer(cfg, asr)  # noqa: E731
-    return SpeechToTextNode(node, "funasr", load, cfg.min_segment_s, cfg.max_segment_s).run()
+    language = TASKS[cfg.funasr_task]
+    return SpeechToTextNode(node, "funasr", load, cfg.min_segment_s, cfg.max_segment_s, language).run()
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """What every speech-to-text node shares: one final text or one typed error per segment, and `ready`.
 
-A node supplies `load()`, which returns a `recognize(samples) -> Transcript` function; this class does the rest
-(reading and checking the audio, copying ids, timing, error records, and answering every segment with the load
-error if the model could not load).
+A node supplies `load()`, which returns a `recognize(samples, partial) -> Transcript` function; this class does
+the rest (reading and checking the audio, copying ids, timing, error records, partial texts with fin=false, and
+answering every segment with the load error if the model could not load). A recognizer that streams calls
+`partial(text_so_far)`; the last message of every segment is the final text or the error (fin=true).
 """
 
 from __future__ import annotations
@@ -29,14 +30,22 @@ class Transcript:
     metadata: dict[str, Any] = field(default_factory=dict)  # extra flat metadata for the text message
 
 
-Recognize = Callable[[np.ndarray], Transcript]
+Partial = Callable[[str], None]
+Recognize = Callable[[np.ndarray, Partial], Transcript]
 
 
 class SpeechToTextNode:
     def __init__(
-        self, node: Any, name: str, load: Callable[[], Recognize], min_segment_s: float, max_segment_s: float
+        self,
+        node: Any,
+        name: str,
+        load: Callable[[], Recognize],
+        min_segment_s: float,
+        max_segment_s: float,
+        language_hint: str = "",
     ) -> None:
         self.node, self.name = node, name
+        self.language_hint = language_hint  # language of partial texts
         self.min_segment_s, self.max_segment_s = min_segment_s, max_segment_s
         self.load_error: FunAsrNanoError | None = None
         self.recognize: Recognize | None = None
@@ -57,8 +66,16 @@ class SpeechToTextNode:
                 raise self.load_error
             samples = read_audio(value, metadata)
             check_segment(samples, self.min_segment_s, self.max_segment_s)
+            partials = 0
+
+            def partial(text: str) -> None:
+                nonlocal partials
+                partials += 1
+                value, meta = text_message(text, self.language_hint, fin=False, seq=partials, **ids)
+                self.node.send_output("text", value, meta)
+
             try:
-                result = self.recognize(samples)
+                result = self.recognize(samples, partial)
             except FunAsrNanoError:
                 raise
             except Exception as exc:  # a decoder crash must not take the graph down
@@ -70,7 +87,7 @@ class SpeechToTextNode:
             return
         elapsed = time.perf_counter() - t0
         value, meta = text_message(
-            result.text, result.language, **ids, **result.metadata,
+            result.text, result.language, **ids, **result.metadata, seq=partials + 1,
             asr_s=round(elapsed, 4), rtf=round(elapsed / (samples.size / 16000), 4),
         )  # fmt: skip
         self.node.send_output("text", value, meta)

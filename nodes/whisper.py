@@ -16,7 +16,7 @@ import numpy as np
 from dora_funasr_nano.model_core.whisper_asr import TASKS, WhisperRecognizer
 
 from .config import load_config
-from .speech_node import Recognize, SpeechToTextNode, Transcript
+from .speech_node import Partial, Recognize, SpeechToTextNode, Transcript
 
 
 @dataclass
@@ -49,7 +49,7 @@ def make_recognizer(cfg: WhisperConfig, recognizer: WhisperRecognizer | None = N
         )
         recognizer.warm_up()
 
-    def recognize(samples: np.ndarray) -> Transcript:
+    def recognize(samples: np.ndarray, partial: Partial) -> Transcript:  # noqa: ARG001 - whisper does not stream
         result = recognizer.recognize(samples, cfg.whisper_task, cfg.whisper_language)
         meta = {"source_language": result.source_language, "task": cfg.whisper_task}
         return Transcript(result.text, result.language, meta)

@@ -71,3 +71,13 @@ def test_funasr_graph_under_dora_run(tmp_path, tiny):
     results = finals(records)
     assert len(results) == 2, log[-3000:]  # the bundled sample holds two utterances
     assert all(r["kind"] == "text" and r["language"] == "zh" and r["tokens"] <= 6 for r in results.values())
+
+
+def test_partials_then_one_final(asr):
+    node = RecordingNode([seg(read16k(zh_clip("jishu")), 0)])
+    run(node, FunAsrConfig(max_tokens=8, partial_every=3), asr=asr)
+    texts = node.of("text")
+    fins = [m["fin"] for _, m in texts]
+    assert fins[-1] is True and fins.count(True) == 1 and fins.count(False) >= 1
+    assert [m["seq"] for _, m in texts] == list(range(1, len(texts) + 1))
+    assert all(m["segment_id"] == 0 for _, m in texts)

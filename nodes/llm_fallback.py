@@ -1,0 +1,164 @@
+"""llm-fallback: Chinese transcripts -> English through an OpenAI-compatible chat-completions server.
+
+Inputs:
+- `text`: transcripts with segment ids. Only final messages (fin=true, or no fin) are translated; partials are
+  ignored. Text whose `language` is "en" is passed through unchanged (translator "none") instead of paying a
+  round trip; every other language (zh, or missing) is translated, the prompt naming zh/yue/ja/ko when given.
+- `error`: error messages routed here from a local translator. A TranslationFailed error that carries the
+  original transcript in metadata `source_text` (language in `source_language`, default zh) is translated
+  remotely; any other error (another code, or no `source_text`) is re-emitted unchanged on `error`, so the
+  segment still gets its one error.
+
+Outputs:
+- `text`: the English translation: language "en", fin=true, the segment ids copied, `translator: "remote"`,
+  `translate_s` (seconds), `llm_attempts`, `finish_reason` ("length" = cut at MAX_OUTPUT_TOKENS).
+  With STREAM_PARTIALS=true, partial English texts (fin=false, seq 0, 1, ...; each the whole text so far) come
+  first; a retried request restarts them.
+- `error`: one typed error per segment that could not be translated (TranslationFailed, or ServiceUnavailable
+  while the circuit breaker is open), ids copied.
+- `ready`: sent once at start.
+Invariant: every input segment yields exactly one final text or one error.
+
+Requests are made one at a time in the event loop: a slow server delays later segments (bounded by the timeouts,
+retries and the breaker). The API key is read from the env var named by LLM_API_KEY_ENV and never logged.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from dora_funasr_nano.model_core.errors import FunAsrNanoError, TranslationFailed
+from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
+
+from .config import load_config
+from .contract import error_message, read_error, read_text, segment_ids, send_ready, text_message
+from .events import input_events
+
+
+@dataclass
+class LlmFallbackConfig:
+    """Remote LLM translation (OpenAI-compatible chat completions)."""
+
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "qwen2.5-coder-0.5b-instruct"  # llama-cpp-python's server answers with its one model anyway
+    llm_api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key; unset/empty = no Authorization
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 30.0  # longest wait for the next bytes of a reply
+    max_retries: int = 2  # extra attempts on connect errors, timeouts, HTTP 5xx/429
+    retry_backoff_s: float = 0.5  # first backoff; doubles per retry (with jitter), capped at 8 s
+    breaker_failures: int = 3  # consecutive failed translations that open the circuit
+    breaker_cooldown_s: float = 30.0  # open this long (fail fast), then one trial request
+    max_output_tokens: int = 256
+    temperature: float = 0.0
+    context_sentences: int = 0  # previous final transcripts of the session sent as context
+    stream_partials: bool = False  # also send partial English texts (fin=false) while streaming
+
+    def __post_init__(self) -> None:
+        for name in ("max_retries", "context_sentences"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.upper()} must be >= 0")
+        if self.breaker_failures < 1:
+            raise ValueError("BREAKER_FAILURES must be >= 1")
+
+    def translator(self) -> RemoteTranslator:
+        return RemoteTranslator(
+            self.llm_base_url, self.llm_model, self.llm_api_key_env,
+            connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
+            max_retries=self.max_retries, retry_backoff_s=self.retry_backoff_s,
+            breaker_failures=self.breaker_failures, breaker_cooldown_s=self.breaker_cooldown_s,
+            max_output_tokens=self.max_output_tokens, temperature=self.temperature,
+        )  # fmt: skip
+
+
+class LlmFallbackNode:
+    def __init__(self, node: Any, cfg: LlmFallbackConfig, translator: RemoteTranslator) -> None:
+        self.node, self.cfg, self.translator = node, cfg, translator
+        self.history: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(cfg.context_sentences, 1)))
+
+    def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
+        if not metadata.get("fin", True):
+            return
+        text, language = read_text(value), str(metadata.get("language", "zh"))
+        if language == "en":
+            meta = {**segment_ids(metadata), "translator": "none", "translate_s": 0.0}
+            self.node.send_output("text", *text_message(text, "en", **meta))
+            return
+        self.translate(text, language, metadata)
+
+    def on_error(self, value: Any, metadata: dict[str, Any]) -> None:
+        try:
+            code = metadata.get("code") or read_error(value).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        source = metadata.get("source_text")
+        if code == TranslationFailed.__name__ and isinstance(source, str):
+            self.translate(source, str(metadata.get("source_language", "zh")), metadata)
+        else:
+            self.node.send_output("error", value, {k: v for k, v in metadata.items() if k != "timestamp"})
+
+    def translate(self, text: str, language: str, metadata: dict[str, Any]) -> None:
+        ids = segment_ids(metadata)
+        session = str(ids.get("session_id", ""))
+        context = list(self.history[session])[-self.cfg.context_sentences :] if self.cfg.context_sentences else []
+        partials = 0
+
+        def on_partial(so_far: str) -> None:
+            nonlocal partials
+            meta = {**ids, "translator": "remote"}
+            self.node.send_output("text", *text_message(so_far, "en", fin=False, seq=partials, **meta))
+            partials += 1
+
+        t0 = time.perf_counter()
+        try:
+            if not text.strip():
+                raise TranslationFailed("nothing to translate: the transcript is empty")
+            result = self.translator.translate(
+                text, source_language=language, context=context,
+                on_partial=on_partial if self.cfg.stream_partials else None,
+            )  # fmt: skip
+        except FunAsrNanoError as exc:
+            elapsed = round(time.perf_counter() - t0, 4)
+            self.node.send_output("error", *error_message(exc, **ids, translator="remote", translate_s=elapsed))
+            return
+        if self.cfg.context_sentences:
+            self.history[session].append(text)
+        meta = {
+            **ids, "translator": "remote", "translate_s": round(time.perf_counter() - t0, 4),
+            "llm_attempts": result.attempts, "finish_reason": result.finish_reason, "source_language": language,
+        }  # fmt: skip
+        self.node.send_output("text", *text_message(result.text, "en", seq=partials, **meta))
+
+    def run(self) -> LlmFallbackNode:
+        send_ready(self.node, None)
+        for input_id, value, metadata in input_events(self.node):
+            if input_id == "text":
+                self.on_text(value, metadata)
+            elif input_id == "error":
+                self.on_error(value, metadata)
+        return self
+
+
+def run(node: Any, cfg: LlmFallbackConfig, translator: RemoteTranslator | None = None) -> LlmFallbackNode:
+    own = translator is None
+    translator = cfg.translator() if own else translator
+    print(f"[llm-fallback] {translator!r}", file=sys.stderr)
+    try:
+        return LlmFallbackNode(node, cfg, translator).run()
+    finally:
+        if own:
+            translator.close()
+
+
+def main() -> None:
+    from dora import Node
+
+    cfg = load_config(LlmFallbackConfig, sys.argv[1:])
+    run(Node(), cfg)
+
+
+if __name__ == "__main__":
+    main()
