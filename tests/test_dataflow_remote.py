@@ -1,0 +1,46 @@
+"""The two-stage remote graph under `dora run`: Whisper transcribes, llm-fallback asks an OpenAI-compatible
+server (a local fake on 127.0.0.1, tests/test_remote_llm.py) for the English; when the server fails, every
+segment still ends as one typed error."""
+
+import pytest
+from dora_graphs import dora_run, finals
+from test_remote_llm import FakeLLM
+
+pytestmark = pytest.mark.integration
+GRAPH = "file_whisper_remote.yml"
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(*modes):
+        servers.append(FakeLLM(*modes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_transcripts_are_translated_by_the_server(tmp_path, server):
+    llm = server("ok")
+    records, log = dora_run(GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=llm.url, LLM_MODEL="fake")
+    results = finals(records)
+    assert len(results) == 2, log[-3000:]
+    assert all(
+        r["kind"] == "text" and r["translator"] == "remote" and r["text"] == "Hello, world." for r in results.values()
+    )
+    sent = [body["messages"][-1]["content"] for _, body in llm.requests]
+    assert any("你好" in s for s in sent) and len(sent) == 2  # the Chinese transcripts went to the server
+
+
+def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, server):
+    llm = server("500")
+    records, log = dora_run(
+        GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=llm.url, MAX_RETRIES="1", RETRY_BACKOFF_S="0.01"
+    )
+    results = finals(records)
+    assert len(results) == 2, log[-3000:]
+    assert {r["kind"] for r in results.values()} == {"error"}
+    assert {r["code"] for r in results.values()} <= {"TranslationFailed", "ServiceUnavailable"}
