@@ -120,7 +120,9 @@ class LlmFallbackNode:
                 text, source_language=language, context=context,
                 on_partial=on_partial if self.cfg.stream_partials else None,
             )  # fmt: skip
-        except FunAsrNanoError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever breaks, the segment still gets its one typed error
+            if not isinstance(exc, FunAsrNanoError):
+                exc = TranslationFailed(f"{type(exc).__name__}: {exc}")
             elapsed = round(time.perf_counter() - t0, 4)
             self.node.send_output("error", *error_message(exc, **ids, translator="remote", translate_s=elapsed))
             return
