@@ -75,8 +75,11 @@ class LlmFallbackConfig:
 
 
 class LlmFallbackNode:
-    def __init__(self, node: Any, cfg: LlmFallbackConfig, translator: RemoteTranslator) -> None:
-        self.node, self.cfg, self.translator = node, cfg, translator
+    """Also the translate-text node: `translator` is anything with translate(text, source_language=, context=,
+    on_partial=) -> Translation; `label` goes into the `translator` metadata."""
+
+    def __init__(self, node: Any, cfg: LlmFallbackConfig, translator: Any, label: str = "remote") -> None:
+        self.node, self.cfg, self.translator, self.label = node, cfg, translator, label
         self.history: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(cfg.context_sentences, 1)))
 
     def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
@@ -108,7 +111,7 @@ class LlmFallbackNode:
 
         def on_partial(so_far: str) -> None:
             nonlocal partials
-            meta = {**ids, "translator": "remote"}
+            meta = {**ids, "translator": self.label}
             self.node.send_output("text", *text_message(so_far, "en", fin=False, seq=partials, **meta))
             partials += 1
 
@@ -124,18 +127,20 @@ class LlmFallbackNode:
             if not isinstance(exc, FunAsrNanoError):
                 exc = TranslationFailed(f"{type(exc).__name__}: {exc}")
             elapsed = round(time.perf_counter() - t0, 4)
-            self.node.send_output("error", *error_message(exc, **ids, translator="remote", translate_s=elapsed))
+            # the transcript travels with the error, so a fallback node can translate it (fallback graph)
+            extra = {"translator": self.label, "translate_s": elapsed, "source_text": text, "source_language": language}
+            self.node.send_output("error", *error_message(exc, **ids, **extra))
             return
         if self.cfg.context_sentences:
             self.history[session].append(text)
         meta = {
-            **ids, "translator": "remote", "translate_s": round(time.perf_counter() - t0, 4),
+            **ids, "translator": self.label, "translate_s": round(time.perf_counter() - t0, 4),
             "llm_attempts": result.attempts, "finish_reason": result.finish_reason, "source_language": language,
         }  # fmt: skip
         self.node.send_output("text", *text_message(result.text, "en", seq=partials, **meta))
 
     def run(self) -> LlmFallbackNode:
-        send_ready(self.node, None)
+        send_ready(self.node, getattr(self.translator, "error", None))  # set when the translator failed to load
         for input_id, value, metadata in input_events(self.node):
             if input_id == "text":
                 self.on_text(value, metadata)

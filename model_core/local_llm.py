@@ -1,0 +1,77 @@
+"""Local text translation with any mlx-lm-loadable instruct model (Qwen2.5-0.5B/1.5B-Instruct, Qwen3-0.6B, ...).
+
+Same prompt as the remote translator (remote_llm.build_messages: the transcript is data, not instructions) and
+the same result type, so the translate-text and llm-fallback nodes share one node implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from mlx.utils import tree_flatten
+
+from .blas import openblas_loaded
+from .errors import ModelNotLoaded, TranslationFailed
+from .remote_llm import Translation, build_messages
+
+
+class LocalTranslator:
+    def __init__(self, model: str, max_output_tokens: int = 256, temperature: float = 0.0) -> None:
+        from mlx_lm import load
+
+        try:
+            self.model, self.tokenizer = load(model)
+        except Exception as exc:  # mlx-lm raises FileNotFoundError, ValueError, hub errors...
+            raise ModelNotLoaded(f"cannot load the translation model {model!r}: {type(exc).__name__}: {exc}") from exc
+        self.name = model
+        self._cast_for_platform()
+        self.max_output_tokens, self.temperature = max_output_tokens, temperature
+
+    def _cast_for_platform(self) -> None:
+        """fp32 on Linux CPU, where only fp32 matmuls reach BLAS (bf16 checkpoints are ~40x slower there);
+        quantized models are left as they are."""
+        import mlx.core as mx
+        from mlx.utils import tree_map
+
+        from .loading import default_dtype
+
+        dtype = default_dtype()
+        if dtype == mx.float32 and not any("scales" in k for k, _ in tree_flatten(self.model.parameters())):
+            self.model.update(tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
+                                       self.model.parameters()))  # fmt: skip
+            mx.eval(self.model.parameters())
+
+    def __repr__(self) -> str:
+        return f"LocalTranslator(model={self.name!r}, openblas={openblas_loaded()})"
+
+    def translate(
+        self,
+        text: str,
+        *,
+        source_language: str = "zh",
+        context: Sequence[str] = (),
+        on_partial: Callable[[str], None] | None = None,
+    ) -> Translation:
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        t0 = time.perf_counter()
+        messages = build_messages(text, source_language, context)
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        sampler = make_sampler(temp=self.temperature)
+        pieces, finish = [], ""
+        for response in stream_generate(
+            self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens, sampler=sampler
+        ):
+            pieces.append(response.text)
+            finish = response.finish_reason or finish
+            if on_partial is not None and response.text:
+                on_partial("".join(pieces))
+        output = "".join(pieces).strip()
+        if not output:
+            raise TranslationFailed("the local model produced no translation")
+        return Translation(output, 1, finish, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        pass
