@@ -67,3 +67,14 @@ def test_two_stage_graph_under_dora_run(tmp_path, tiny_llm):
     results = finals(records)
     assert len(results) == 2, log[-3000:]
     assert all(r.get("translator") == "local" or r["kind"] == "error" for r in results.values())
+
+
+@pytest.mark.integration
+def test_funasr_two_stage_graph_under_dora_run(tmp_path, tiny_llm, tiny):
+    records, log = dora_run(
+        "file_funasr_two_stage.yml", tmp_path, REALTIME="false", FUNASR_MODEL=str(tiny.official_dir),
+        MAX_TOKENS="6", TRANSLATE_MODEL=str(tiny_llm), MAX_OUTPUT_TOKENS="4",
+    )  # fmt: skip
+    results = finals(records)
+    assert len(results) == 2, log[-3000:]  # Fun-ASR-Nano transcript -> local translator: one final per segment
+    assert all(r.get("translator") == "local" or r["kind"] == "error" for r in results.values())
