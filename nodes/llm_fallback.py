@@ -4,10 +4,10 @@ Inputs:
 - `text`: transcripts with segment ids. Only final messages (fin=true, or no fin) are translated; partials are
   ignored. Text whose `language` is "en" is passed through unchanged (translator "none") instead of paying a
   round trip; every other language (zh, or missing) is translated, the prompt naming zh/yue/ja/ko when given.
-- `error`: error messages routed here from a local translator. A TranslationFailed error that carries the
-  original transcript in metadata `source_text` (language in `source_language`, default zh) is translated
-  remotely; any other error (another code, or no `source_text`) is re-emitted unchanged on `error`, so the
-  segment still gets its one error.
+- `error`: error messages routed here from a local translator. A TranslationFailed (or ModelNotLoaded) error
+  that carries the original transcript in metadata `source_text` (language in `source_language`, default zh) is
+  translated remotely; any other error (another code, or no `source_text`) is re-emitted unchanged on `error`,
+  so the segment still gets its one error.
 
 Outputs:
 - `text`: the English translation: language "en", fin=true, the segment ids copied, `translator: "remote"`,
@@ -31,7 +31,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from dora_funasr_nano.model_core.errors import FunAsrNanoError, TranslationFailed
+from dora_funasr_nano.model_core.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
 from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
 
 from .config import load_config
@@ -98,7 +98,9 @@ class LlmFallbackNode:
         except (ValueError, AttributeError):
             code = None
         source = metadata.get("source_text")
-        if code == TranslationFailed.__name__ and isinstance(source, str):
+        # a failed local translation (TranslationFailed, or ModelNotLoaded when its model is missing) carries the
+        # transcript: take it over. Other errors (no transcript: audio, ASR) are passed on unchanged.
+        if code in (TranslationFailed.__name__, ModelNotLoaded.__name__) and isinstance(source, str):
             self.translate(source, str(metadata.get("source_language", "zh")), metadata)
         else:
             self.node.send_output("error", value, {k: v for k, v in metadata.items() if k != "timestamp"})

@@ -1,8 +1,9 @@
 """tts: speaks final English texts with espeak-ng (default) or a packaged piper voice.
 
-Input `text` (partials, fin=false, are skipped). Outputs `audio` (float32 mono at the engine's rate, with
-sample_rate and the segment ids) and `error`. Optionally plays through the default output device (one utterance
-after the other, in a background thread) and/or writes <session>-<segment>.wav files into WAV_DIR.
+Input `text`, or several text inputs under any names (partials, fin=false, are skipped). Outputs `audio`
+(float32 mono at the engine's rate, with sample_rate and the segment ids) and `error`. Optionally plays through
+the default output device (one utterance after the other, in a background thread) and/or writes
+<session>-<segment>.wav files into WAV_DIR.
 """
 
 from __future__ import annotations
@@ -105,9 +106,8 @@ class TtsNode:
 
 def run(node, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> TtsNode:  # noqa: ANN001
     tts = TtsNode(node, cfg, synthesizer)
-    for input_id, value, metadata in input_events(node):
-        if input_id == "text":
-            tts.on_text(value, metadata)
+    for _, value, metadata in input_events(node):  # every input is text (e.g. `text` and `fallback_text`)
+        tts.on_text(value, metadata)
     tts.close()
     return tts
 

@@ -44,3 +44,27 @@ def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, server):
     assert len(results) == 2, log[-3000:]
     assert {r["kind"] for r in results.values()} == {"error"}
     assert {r["code"] for r in results.values()} <= {"TranslationFailed", "ServiceUnavailable"}
+
+
+def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, server):
+    llm = server("ok")
+    records, log = dora_run(
+        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
+        LLM_BASE_URL=llm.url, WAV_DIR=str(tmp_path / "speech"),
+    )  # fmt: skip
+    results = finals(records)
+    assert len(results) == 2, log[-3000:]  # one final per segment: the local errors do not reach the probe
+    for r in results.values():
+        assert r["kind"] == "text" and r["translator"] == "remote" and r["input"] == "fallback_text"
+    assert len(list((tmp_path / "speech").glob("*.wav"))) == 2  # the fallback's English is spoken too
+
+
+def test_fallback_graph_with_both_translators_down_still_answers_every_segment(tmp_path, server):
+    llm = server("500")
+    records, log = dora_run(
+        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
+        LLM_BASE_URL=llm.url, MAX_RETRIES="0",
+    )  # fmt: skip
+    results = finals(records)
+    assert len(results) == 2, log[-3000:]
+    assert {r["code"] for r in results.values()} <= {"TranslationFailed", "ServiceUnavailable"}
