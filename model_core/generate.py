@@ -73,12 +73,31 @@ def _sample_numpy(logits: np.ndarray, config: GenerationConfig, rng: np.random.G
     probs /= probs.sum()
     if config.top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
         order = np.argsort(-probs)
-        keep = order[: int(np.searchsorted(np.cumsum(probs[order]), config.top_p)) + 1]
-        probs = np.zeros_like(probs)
-        probs[keep] = 1.0
-        probs *= np.exp(z - z.max())
+        cut = int(np.searchsorted(np.cumsum(probs[order]), config.top_p)) + 1
+        probs[order[cut:]] = 0.0
         probs /= probs.sum()
     return int(rng.choice(probs.size, p=probs))
+
+
+def _mlx_sampler(config: GenerationConfig) -> Callable[[mx.array], mx.array]:
+    """logits (B, vocab) -> tokens (B,) with mlx-lm's sampler (greedy at temperature 0)."""
+    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
+    return lambda logits: sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
+
+
+def _take(
+    tokens: list[int], token: int, config: GenerationConfig, eos_token_ids: tuple[int, ...],
+    on_token: Callable[[int], None] | None = None,
+) -> Generation | None:  # fmt: skip
+    """Append `token` to a sequence; the finished Generation if it ends there (EOS or a looping tail)."""
+    if token in eos_token_ids:
+        return Generation(tokens, "eos")
+    tokens.append(token)
+    if on_token is not None:
+        on_token(token)
+    if config.repetition_guard and (cut := repeated_tail(tokens)):
+        return Generation(tokens[:-cut], "repetition")
+    return None
 
 
 def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa: ANN001
@@ -102,11 +121,7 @@ def _numpy_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> 
 
 
 def _mlx_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
-    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
-
-    def sample(logits: mx.array) -> mx.array:
-        return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
-
+    sample = _mlx_sampler(config)
     cache = make_cache(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
     token = sample(prefill(llm, prompt_embeddings[None], cache))
     mx.async_eval(token)
@@ -134,13 +149,8 @@ def generate(
     steps = _numpy_steps if backend == "numpy" else _mlx_steps
     tokens: list[int] = []
     for token in steps(llm, prompt_embeddings, config):
-        if token in eos_token_ids:
-            return Generation(tokens, "eos")
-        tokens.append(token)
-        if on_token is not None:
-            on_token(token)
-        if config.repetition_guard and (cut := repeated_tail(tokens)):
-            return Generation(tokens[:-cut], "repetition")
+        if done := _take(tokens, token, config, eos_token_ids, on_token):
+            return done
     return Generation(tokens, "length")
 
 
@@ -160,11 +170,7 @@ def generate_batch(
         [mx.concatenate([mx.zeros((width - n, hidden), p.dtype), p]) for n, p in zip(lengths, prompts, strict=True)]
     )
     cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
-    sampler = make_sampler(temp=config.temperature, top_p=config.top_p if config.temperature > 0 else 0.0)
-
-    def sample(logits: mx.array) -> mx.array:
-        return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
-
+    sample = _mlx_sampler(config)
     tokens = sample(prefill(llm, padded, cache))
     results: list[Generation | None] = [None] * len(prompts)
     outputs: list[list[int]] = [[] for _ in prompts]
@@ -172,14 +178,10 @@ def generate_batch(
     for step in range(config.max_tokens):
         still = []
         for row, (index, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
-            if token in eos_token_ids:
-                results[index] = Generation(outputs[index], "eos")
-                continue
-            outputs[index].append(token)
-            if config.repetition_guard and (cut := repeated_tail(outputs[index])):
-                results[index] = Generation(outputs[index][:-cut], "repetition")
-                continue
-            still.append(row)
+            if done := _take(outputs[index], token, config, eos_token_ids):
+                results[index] = done
+            else:
+                still.append(row)
         if not still or step == config.max_tokens - 1:
             break
         if len(still) < len(active):
