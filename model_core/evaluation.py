@@ -22,11 +22,13 @@ Commands (`dfn-eval --help`):
     dfn-eval hsk-manifest --split eval -o hsk_eval.jsonl
     dfn-eval score --manifest hsk_eval.jsonl --hyp hyp.jsonl --task translate --by level --json scores.json
     dfn-eval whisper --manifest hsk_eval.jsonl --limit 60 -o whisper-out
+    dfn-eval translate --manifest hsk_eval.jsonl --engines llama-cpp llama-cpp-server mlx -o translate-out
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -358,6 +360,49 @@ def cmd_whisper(opts: argparse.Namespace) -> None:
     _write_json(report, out_dir / "whisper-scores.json")
 
 
+TRANSLATE_ENGINES = ("llama-cpp", "llama-cpp-server", "mlx")
+
+
+def open_translator(engine: str, model: str, stack: contextlib.ExitStack) -> Any:
+    """A translator for `dfn-eval translate`: in-process llama.cpp or MLX, or a llama.cpp server on localhost
+    reached through the llm-fallback client (the server is stopped when `stack` closes)."""
+    from .translators import load_local_translator
+
+    if engine != "llama-cpp-server":
+        return load_local_translator(model, engine)
+    from .gguf_convert import packaged_translator_gguf
+    from .llama_cpp_llm import LlamaCppServer
+    from .remote_llm import RemoteTranslator
+
+    server = stack.enter_context(LlamaCppServer(packaged_translator_gguf() if model == "packaged" else model))
+    return stack.enter_context(RemoteTranslator(server.base_url, "local", "DFN_NO_KEY"))
+
+
+def cmd_translate(opts: argparse.Namespace) -> None:
+    from .blas import ensure_fast_blas
+
+    ensure_fast_blas()  # MLX on Linux needs OpenBLAS; re-executes this command with it preloaded
+    manifest = read_jsonl(opts.manifest)[: opts.limit or None]
+    out_dir = Path(opts.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"model": opts.model, "sentences": len(manifest), "engines": {}}
+    for engine in opts.engines:
+        with contextlib.ExitStack() as stack:
+            t0 = time.perf_counter()
+            translator = open_translator(engine, opts.model, stack)
+            load_s = time.perf_counter() - t0
+            translator.translate("你好。")  # warm-up, not scored
+            rows = run_translator(manifest, lambda zh: translator.translate(zh).text)  # noqa: B023
+        write_jsonl(rows, out_dir / f"translate-{engine}.jsonl")
+        result = score(manifest, rows, "translate", opts.by)
+        result["load_s"] = load_s
+        report["engines"][engine] = result
+        print(f"\n{engine} ({opts.model}), load {load_s:.1f} s")
+        print(format_table(result))
+    _write_json(report, out_dir / "translate-scores.json")
+    print(f"\n-> {out_dir}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser("dfn-eval", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -374,6 +419,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--by", metavar="FIELD", help="also score per value of this manifest field, e.g. level")
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("translate", help="text zh->en with local translators, scored per level, same run")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--engines", nargs="+", choices=TRANSLATE_ENGINES, default=list(TRANSLATE_ENGINES))
+    p.add_argument("--model", default="packaged", help="packaged (default), a .gguf file, or an mlx-lm folder/id")
+    p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")
+    p.add_argument("--by", metavar="FIELD", default="level")
+    p.add_argument("-o", "--output", default="translate-eval", help="directory for hypotheses and scores")
+    p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("whisper", help="baseline: Whisper base on espeak-ng Mandarin of the manifest's pinyin")
     p.add_argument("--manifest", required=True)

@@ -13,11 +13,14 @@ from mlx.utils import tree_flatten
 
 from .blas import openblas_loaded
 from .errors import ModelNotLoaded, TranslationFailed
-from .remote_llm import Translation, build_messages
+from .llama_cpp_llm import Deadline
+from .remote_llm import Translation, build_messages, clean_output
 
 
 class LocalTranslator:
-    def __init__(self, model: str, max_output_tokens: int = 256, temperature: float = 0.0) -> None:
+    def __init__(
+        self, model: str, max_output_tokens: int = 256, temperature: float = 0.0, timeout_s: float | None = None
+    ) -> None:
         from mlx_lm import load
 
         try:
@@ -26,7 +29,7 @@ class LocalTranslator:
             raise ModelNotLoaded(f"cannot load the translation model {model!r}: {type(exc).__name__}: {exc}") from exc
         self.name = model
         self._cast_for_platform()
-        self.max_output_tokens, self.temperature = max_output_tokens, temperature
+        self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
 
     def _cast_for_platform(self) -> None:
         """fp32 on Linux CPU, where only fp32 matmuls reach BLAS (bf16 checkpoints are ~40x slower there);
@@ -57,6 +60,7 @@ class LocalTranslator:
         from mlx_lm.sample_utils import make_sampler
 
         t0 = time.perf_counter()
+        deadline = Deadline(self.timeout_s)
         messages = build_messages(text, source_language, context)
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         sampler = make_sampler(temp=self.temperature)
@@ -67,8 +71,9 @@ class LocalTranslator:
             pieces.append(response.text)
             finish = response.finish_reason or finish
             if on_partial is not None and response.text:
-                on_partial("".join(pieces))
-        output = "".join(pieces).strip()
+                on_partial(clean_output("".join(pieces)))
+            deadline.check()
+        output = clean_output("".join(pieces))
         if not output:
             raise TranslationFailed("the local model produced no translation")
         return Translation(output, 1, finish, time.perf_counter() - t0)

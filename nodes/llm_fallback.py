@@ -14,6 +14,10 @@ Outputs:
   `translate_s` (seconds), `llm_attempts`, `finish_reason` ("length" = cut at MAX_OUTPUT_TOKENS).
   With STREAM_PARTIALS=true, partial English texts (fin=false, seq 0, 1, ...; each the whole text so far) come
   first; a retried request restarts them.
+  With STREAM_ON_SENTENCE=true, transcripts are translated sentence by sentence (split on 。！？!? and a
+  SENTENCE_MAX_CHARS cap), including the sentences that partial transcripts (fin=false, e.g. the funasr node's
+  PARTIAL_EVERY) have completed: each translated sentence sends a partial (fin=false; the English so far;
+  `source_text` = that Chinese sentence) before the segment's final.
 - `error`: one typed error per segment that could not be translated (TranslationFailed, or ServiceUnavailable
   while the circuit breaker is open), ids copied.
 - `ready`: sent once at start.
@@ -33,6 +37,7 @@ from typing import Any
 
 from dora_funasr_nano.model_core.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
 from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
+from dora_funasr_nano.model_core.sentences import SentenceStreamer
 
 from .config import load_config
 from .contract import error_message, read_error, read_text, segment_ids, send_ready, text_message
@@ -56,6 +61,8 @@ class LlmFallbackConfig:
     temperature: float = 0.0
     context_sentences: int = 0  # previous final transcripts of the session sent as context
     stream_partials: bool = False  # also send partial English texts (fin=false) while streaming
+    stream_on_sentence: bool = False  # translate each sentence once complete (also from partial transcripts)
+    sentence_max_chars: int = 80  # length cap of one sentence when there is no sentence end
 
     def __post_init__(self) -> None:
         for name in ("max_retries", "context_sentences"):
@@ -74,6 +81,26 @@ class LlmFallbackConfig:
         )  # fmt: skip
 
 
+class _SegmentStream:
+    """One segment being translated sentence by sentence; each translated sentence is sent as a partial
+    (fin=false) carrying all the English so far."""
+
+    def __init__(self, owner: LlmFallbackNode, ids: dict[str, Any], language: str) -> None:
+        self.partials, self.failed = 0, False
+
+        def on_sentence(chinese: str, english: str) -> None:
+            meta = {**ids, "translator": owner.label, "source_text": chinese}
+            owner.node.send_output("text", *text_message(self.streamer.english, "en", fin=False, seq=self.partials,
+                                                         **meta))  # fmt: skip
+            self.partials += 1
+
+        self.streamer = SentenceStreamer(
+            owner.translator, source_language=language, context=owner._context(ids),
+            context_sentences=max(owner.cfg.context_sentences, 2), max_chars=owner.cfg.sentence_max_chars,
+            on_partial=on_sentence,
+        )  # fmt: skip
+
+
 class LlmFallbackNode:
     """Also the translate-text node: `translator` is anything with translate(text, source_language=, context=,
     on_partial=) -> Translation; `label` goes into the `translator` metadata."""
@@ -81,11 +108,14 @@ class LlmFallbackNode:
     def __init__(self, node: Any, cfg: LlmFallbackConfig, translator: Any, label: str = "remote") -> None:
         self.node, self.cfg, self.translator, self.label = node, cfg, translator, label
         self.history: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(cfg.context_sentences, 1)))
+        self.streams: dict[tuple[Any, Any], _SegmentStream] = {}  # STREAM_ON_SENTENCE: per segment in progress
 
     def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
-        if not metadata.get("fin", True):
-            return
         text, language = read_text(value), str(metadata.get("language", "zh"))
+        if not metadata.get("fin", True):
+            if self.cfg.stream_on_sentence and language != "en":
+                self.on_partial_transcript(text, language, metadata)
+            return
         if language == "en":
             meta = {**segment_ids(metadata), "translator": "none", "translate_s": 0.0}
             self.node.send_output("text", *text_message(text, "en", **meta))
@@ -105,10 +135,29 @@ class LlmFallbackNode:
         else:
             self.node.send_output("error", value, {k: v for k, v in metadata.items() if k != "timestamp"})
 
+    def _context(self, ids: dict[str, Any]) -> list[str]:
+        session = str(ids.get("session_id", ""))
+        return list(self.history[session])[-self.cfg.context_sentences :] if self.cfg.context_sentences else []
+
+    def _streamer(self, ids: dict[str, Any], language: str) -> _SegmentStream:
+        key = (ids.get("session_id"), ids.get("segment_id"))
+        stream = self.streams.get(key)
+        if stream is None or stream.failed:
+            stream = self.streams[key] = _SegmentStream(self, ids, language)
+        return stream
+
+    def on_partial_transcript(self, text: str, language: str, metadata: dict[str, Any]) -> None:
+        """STREAM_ON_SENTENCE: translate the sentences a partial transcript has completed. A failure here sends
+        nothing (the final transcript is translated again and gets the segment's one result or error)."""
+        stream = self._streamer(segment_ids(metadata), language)
+        try:
+            stream.streamer.feed(text)
+        except Exception as exc:  # noqa: BLE001
+            stream.failed = True
+            print(f"[{self.label}] sentence translation failed on a partial transcript: {exc}", file=sys.stderr)
+
     def translate(self, text: str, language: str, metadata: dict[str, Any]) -> None:
         ids = segment_ids(metadata)
-        session = str(ids.get("session_id", ""))
-        context = list(self.history[session])[-self.cfg.context_sentences :] if self.cfg.context_sentences else []
         partials = 0
 
         def on_partial(so_far: str) -> None:
@@ -121,10 +170,18 @@ class LlmFallbackNode:
         try:
             if not text.strip():
                 raise TranslationFailed("nothing to translate: the transcript is empty")
-            result = self.translator.translate(
-                text, source_language=language, context=context,
-                on_partial=on_partial if self.cfg.stream_partials else None,
-            )  # fmt: skip
+            if self.cfg.stream_on_sentence:
+                stream = self._streamer(ids, language)
+                try:
+                    result = stream.streamer.finish(text)
+                finally:
+                    self.streams.pop((ids.get("session_id"), ids.get("segment_id")), None)
+                partials = stream.partials
+            else:
+                result = self.translator.translate(
+                    text, source_language=language, context=self._context(ids),
+                    on_partial=on_partial if self.cfg.stream_partials else None,
+                )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - whatever breaks, the segment still gets its one typed error
             if not isinstance(exc, FunAsrNanoError):
                 exc = TranslationFailed(f"{type(exc).__name__}: {exc}")
@@ -134,7 +191,7 @@ class LlmFallbackNode:
             self.node.send_output("error", *error_message(exc, **ids, **extra))
             return
         if self.cfg.context_sentences:
-            self.history[session].append(text)
+            self.history[str(ids.get("session_id", ""))].append(text)
         meta = {
             **ids, "translator": self.label, "translate_s": round(time.perf_counter() - t0, 4),
             "llm_attempts": result.attempts, "finish_reason": result.finish_reason, "source_language": language,

@@ -1,9 +1,14 @@
-"""translate-text: Chinese transcripts -> English with a local instruct LLM through mlx-lm (the two-stage pipeline).
+"""translate-text: Chinese transcripts -> English with a local LLM (the two-stage pipeline).
+
+Engines: `llama-cpp` runs a GGUF in-process with llama.cpp (the Linux default: the packaged Q4_K_M model needs no
+fp32 copy); `mlx` runs any mlx-lm model (the macOS default; fp32 on Linux CPU). TRANSLATE_MODEL=packaged (default)
+is Qwen2.5-Coder-0.5B-Instruct from the registries: its GGUF for llama.cpp, or that GGUF converted once to an
+mlx-lm folder for MLX. Otherwise give a .gguf file (llama-cpp), or an mlx-lm folder / Hugging Face id (mlx).
 
 Same inputs, outputs and invariant as llm-fallback (it is the same node class with a local translator): `text`
-in, `text` (English, translator "local") or `error` out, one per segment. A failed translation is a
-TranslationFailed error that carries the transcript (`source_text`), so the fallback graph can route it to
-llm-fallback. If the model cannot load, every segment gets ModelNotLoaded.
+in, `text` (English, translator "local") or `error` out, one per segment. A failed translation (including one over
+TRANSLATE_TIMEOUT_S) is a TranslationFailed error that carries the transcript (`source_text`), so the fallback graph
+can route it to llm-fallback. If the model cannot load, every segment gets ModelNotLoaded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from dora_funasr_nano.model_core.blas import ensure_fast_blas
 from dora_funasr_nano.model_core.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.translators import ENGINES, load_local_translator
 
 from .config import load_config
 from .llm_fallback import LlmFallbackNode
@@ -21,13 +27,30 @@ from .llm_fallback import LlmFallbackNode
 
 @dataclass
 class TranslateTextConfig:
-    """Local text translation (mlx-lm)."""
+    """Local text translation (llama.cpp or mlx-lm)."""
 
-    translate_model: str = "Qwen/Qwen2.5-0.5B-Instruct"  # mlx-lm folder or Hugging Face id (downloaded once)
+    translate_model: str = "packaged"  # packaged | path to a .gguf | mlx-lm folder or Hugging Face id
+    translate_engine: str = "auto"  # auto (llama-cpp on Linux when installed, else mlx) | llama-cpp | mlx
+    translate_timeout_s: float = 0.0  # > 0: a translation running longer fails (TranslationFailed) -> fallback
     max_output_tokens: int = 256
     temperature: float = 0.0
     context_sentences: int = 0  # previous transcripts of the session given as context
     stream_partials: bool = False  # also send the English so far (fin=false) while generating
+    stream_on_sentence: bool = False  # translate each sentence once complete (also from partial transcripts)
+    sentence_max_chars: int = 80  # length cap of one sentence when there is no sentence end
+
+    def __post_init__(self) -> None:
+        if self.translate_engine not in ENGINES:
+            raise ValueError(f"TRANSLATE_ENGINE must be one of {', '.join(ENGINES)}")
+        if self.translate_timeout_s < 0:
+            raise ValueError("TRANSLATE_TIMEOUT_S must be >= 0")
+
+
+def load_translator(cfg: TranslateTextConfig) -> Any:
+    return load_local_translator(
+        cfg.translate_model, cfg.translate_engine, cfg.max_output_tokens, cfg.temperature,
+        timeout_s=cfg.translate_timeout_s or None,
+    )  # fmt: skip
 
 
 class _Unavailable:
@@ -42,10 +65,9 @@ class _Unavailable:
 
 def run(node: Any, cfg: TranslateTextConfig, translator: Any = None) -> LlmFallbackNode:
     if translator is None:
-        from dora_funasr_nano.model_core.local_llm import LocalTranslator
-
         try:
-            translator = LocalTranslator(cfg.translate_model, cfg.max_output_tokens, cfg.temperature)
+            translator = load_translator(cfg)
+            print(f"[translate-text] {translator!r}", file=sys.stderr)
         except FunAsrNanoError as exc:
             print(f"[translate-text] {exc.code}: {exc}", file=sys.stderr)
             translator = _Unavailable(exc)

@@ -1,0 +1,179 @@
+"""Text translation with llama.cpp (llama-cpp-python), in-process or as a local OpenAI-compatible server.
+
+On Linux CPU this runs the packaged Q4_K_M GGUF directly (4-6 bit weights, ~0.4 GB read per token) where MLX needs
+fp32 (~2.5 GB per token), so it is the Linux default of the translate-text node (measured: README, "Translators").
+Same prompt (remote_llm.build_messages) and result type as the MLX and remote translators.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import ModelNotLoaded, TranslationFailed
+from .remote_llm import Translation, build_messages, clean_output
+
+INSTALL_HINT = "install llama-cpp-python (see the README: `make setup` builds it with the CPU flags this project needs)"
+
+
+def llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class Deadline:
+    """A per-translation time limit checked between tokens (generation cannot be interrupted mid-token)."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.end = None if not timeout_s else time.perf_counter() + timeout_s
+        self.timeout_s = timeout_s
+
+    def check(self) -> None:
+        if self.end is not None and time.perf_counter() > self.end:
+            raise TranslationFailed(f"local translation timed out after {self.timeout_s:g} s")
+
+
+class LlamaCppTranslator:
+    """A GGUF model run in-process by llama.cpp."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        max_output_tokens: int = 256,
+        temperature: float = 0.0,
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+        timeout_s: float | None = None,
+    ) -> None:
+        if not llama_cpp_available():
+            raise ModelNotLoaded(f"llama.cpp is not installed; {INSTALL_HINT}")
+        from llama_cpp import Llama
+
+        try:
+            self.llm = Llama(
+                model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or default_threads(), verbose=False
+            )
+        except Exception as exc:  # llama-cpp raises ValueError for unreadable files
+            raise ModelNotLoaded(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from exc
+        self.name = str(model_path)
+        self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
+
+    def __repr__(self) -> str:
+        return f"LlamaCppTranslator(model={Path(self.name).name!r})"
+
+    def translate(
+        self,
+        text: str,
+        *,
+        source_language: str = "zh",
+        context: Sequence[str] = (),
+        on_partial: Callable[[str], None] | None = None,
+    ) -> Translation:
+        t0 = time.perf_counter()
+        deadline = Deadline(self.timeout_s)
+        stream = self.llm.create_chat_completion(
+            messages=build_messages(text, source_language, context),
+            max_tokens=self.max_output_tokens,
+            temperature=self.temperature,
+            stream=True,
+        )
+        pieces, finish = [], ""
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            piece = choice["delta"].get("content") or ""
+            finish = choice.get("finish_reason") or finish
+            if piece:
+                pieces.append(piece)
+                if on_partial is not None:
+                    on_partial(clean_output("".join(pieces)))
+            deadline.check()
+        output = clean_output("".join(pieces))
+        if not output:
+            raise TranslationFailed("the local model produced no translation")
+        return Translation(output, 1, finish, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaCppServer:
+    """`python -m llama_cpp.server` on localhost, started and stopped by us (tests, benchmarks, demos).
+
+    The OpenAI-compatible API is at `base_url`; talk to it with remote_llm.RemoteTranslator (the llm-fallback node).
+    """
+
+    def __init__(
+        self, model_path: str | Path, port: int | None = None, n_threads: int | None = None, n_ctx: int = 2048
+    ) -> None:
+        self.model_path, self.port = Path(model_path), port or free_port()
+        self.n_threads, self.n_ctx = n_threads or default_threads(), n_ctx
+        self.process: subprocess.Popen | None = None
+        self.log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float = 120.0) -> LlamaCppServer:
+        import httpx
+
+        if not llama_cpp_available():
+            raise ModelNotLoaded(f"llama.cpp is not installed; {INSTALL_HINT}")
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path), "--host", "127.0.0.1",
+            "--port", str(self.port), "--n_threads", str(self.n_threads), "--n_ctx", str(self.n_ctx),
+            "--model_alias", self.model_path.stem,
+        ]  # fmt: skip
+        # its log goes to a file: llama.cpp writes a lot to stderr, and an unread pipe would block the server
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")[-2000:]
+                raise ModelNotLoaded(f"llama.cpp server exited with {self.process.returncode}: {err}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise ModelNotLoaded(f"llama.cpp server did not answer within {timeout_s:g} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def __enter__(self) -> LlamaCppServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

