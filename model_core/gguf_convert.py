@@ -104,9 +104,7 @@ def save_tokenizer(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(str(out_dir))
 
 
-def convert_gguf(
-    gguf_path: str | Path, out_dir: str | Path, dtype: str = "float16", tokenizer: bool = True
-) -> Path:
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float16", tokenizer: bool = True) -> Path:
     """Write an mlx-lm model folder (config.json, model.safetensors, tokenizer files) from a qwen2 GGUF.
 
     float16 keeps the dequantized values to ~1e-3 relative (well under the Q4/Q5 quantization error itself) at half

@@ -45,6 +45,13 @@ def split_sentences(text: str, max_chars: int = 80) -> tuple[list[str], str]:
     return sentences, tail_pieces[-1].strip()
 
 
+def stable_sentences(partial_text: str, max_chars: int = 80) -> list[str]:
+    """The sentences of a still-growing text that can no longer change: a trailing partial UTF-8 character
+    (decoded as U+FFFD) is ignored, and a sentence ending the text exactly is held back (a closing quote may follow)."""
+    sentences, tail = split_sentences(partial_text.rstrip("\ufffd"), max_chars)
+    return sentences if tail else sentences[:-1]
+
+
 class SentenceStreamer:
     """Translates one segment's transcript sentence by sentence; feed it growing transcripts, then finish()."""
 
@@ -91,8 +98,7 @@ class SentenceStreamer:
 
     def feed(self, transcript: str) -> int:
         """Translate the complete sentences of a partial transcript not yet translated; returns how many are done."""
-        sentences, _ = split_sentences(transcript, self.max_chars)
-        self._sync(sentences)
+        self._sync(stable_sentences(transcript, self.max_chars))
         return len(self.done)
 
     def finish(self, transcript: str) -> Translation:

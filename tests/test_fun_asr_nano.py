@@ -113,6 +113,40 @@ def test_base_checkpoint_refuses_to_translate(ours):
         ours.translate(read16k(zh_clip("jishu")))
 
 
+class Echo:
+    """A text translator stand-in that tags what it is given."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def translate(self, text, *, source_language="zh", context=(), on_partial=None):
+        from dora_funasr_nano.model_core.remote_llm import Translation
+
+        self.calls.append(text)
+        return Translation(f"EN[{text}]", 1, "stop", 0.0)
+
+
+@pytest.mark.parametrize("by_sentence", [False, True])
+def test_two_stage_translate_transcribes_then_translates(ours, by_sentence):
+    from dora_funasr_nano.model_core.api import TranslationConfig
+    from dora_funasr_nano.model_core.sentences import split_sentences
+
+    audio = read16k(zh_clip("jishu"))
+    transcript = ours.transcribe(audio).text
+    partials, echo = [], Echo()
+    result = ours.translate(
+        audio, TranslationConfig(stream_on_sentence=by_sentence), translator=echo,
+        on_partial=lambda zh, en: partials.append((zh, en)),
+    )  # fmt: skip
+    assert result.source_text == transcript and "translate" in result.timings
+    if by_sentence:
+        done, tail = split_sentences(transcript)
+        assert [zh for zh, _ in partials] == echo.calls == done + ([tail] if tail else [])
+        assert result.text == " ".join(f"EN[{s}]" for s in echo.calls)
+    else:
+        assert echo.calls == [transcript] and result.text == f"EN[{transcript}]" and partials == []
+
+
 def test_missing_model_is_model_not_loaded(tmp_path, monkeypatch):
     with pytest.raises(ModelNotLoaded, match="neither"):
         load_model(tmp_path)

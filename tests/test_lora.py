@@ -54,6 +54,20 @@ def test_fused_adapter_equals_the_lora_model_and_enables_translation(tiny, tmp_p
     assert fused.can_translate and not base.can_translate
     result = fused.translate(audio)
     assert result.finish_reason in ("eos", "length", "repetition")
+    from dora_funasr_nano.model_core.api import TranslationConfig
+    from dora_funasr_nano.model_core.sentences import split_sentences
+
+    sentences = []
+    streamed = fused.translate(
+        audio, TranslationConfig(stream_on_sentence=True), on_partial=lambda zh, en: sentences.append(en)
+    )
+    done, tail = split_sentences(result.text)
+    expected = done + ([tail] if tail else [])
+    assert streamed.text == result.text
+    if result.finish_reason == "repetition":  # sentences already streamed may lie in the loop the guard cuts off
+        assert sentences[: len(expected) - 1] == expected[:-1]
+    else:
+        assert sentences == expected
     # the numpy decode path sees the fused weights: same tokens as the MLX path
     from dora_funasr_nano.model_core.generate import generate
 

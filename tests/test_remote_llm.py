@@ -86,6 +86,9 @@ class FakeLLM:
                 self.start_sse()
                 self.send(sse(delta("Hello")) + b'data: {"choices": [{"delta": \n\n' + sse("[DONE]"))
 
+            def mode_drop(self):  # a crashing server: the connection closes without a reply
+                self.close_connection = True
+
             def mode_slow(self):
                 time.sleep(SLOW_S)
                 self.mode_ok()
