@@ -339,7 +339,7 @@ def cmd_score(opts: argparse.Namespace) -> None:
 
 
 def cmd_whisper(opts: argparse.Namespace) -> None:
-    manifest = read_jsonl(opts.manifest)[: opts.limit or None]
+    manifest = read_jsonl(opts.manifest)[:: opts.stride][: opts.limit or None]
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -382,7 +382,7 @@ def cmd_translate(opts: argparse.Namespace) -> None:
     from .blas import ensure_fast_blas
 
     ensure_fast_blas()  # MLX on Linux needs OpenBLAS; re-executes this command with it preloaded
-    manifest = read_jsonl(opts.manifest)[: opts.limit or None]
+    manifest = read_jsonl(opts.manifest)[:: opts.stride][: opts.limit or None]
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"model": opts.model, "sentences": len(manifest), "engines": {}}
@@ -425,6 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engines", nargs="+", choices=TRANSLATE_ENGINES, default=list(TRANSLATE_ENGINES))
     p.add_argument("--model", default="packaged", help="packaged (default), a .gguf file, or an mlx-lm folder/id")
     p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")
+    p.add_argument("--stride", type=int, default=1, help="every Nth sentence (a sample across all levels)")
     p.add_argument("--by", metavar="FIELD", default="level")
     p.add_argument("-o", "--output", default="translate-eval", help="directory for hypotheses and scores")
     p.set_defaults(func=cmd_translate)
@@ -432,6 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = sub.add_parser("whisper", help="baseline: Whisper base on espeak-ng Mandarin of the manifest's pinyin")
     p.add_argument("--manifest", required=True)
     p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")
+    p.add_argument("--stride", type=int, default=1, help="every Nth sentence (a sample across all levels)")
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     p.add_argument("--by", metavar="FIELD", default="level")
     p.add_argument("--wpm", type=int, default=175, help="espeak-ng speaking rate, words per minute")

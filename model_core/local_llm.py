@@ -30,6 +30,7 @@ class LocalTranslator:
         self.name = model
         self._cast_for_platform()
         self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
+        self._prefix: dict[tuple[str, int], tuple[list[int], list]] = {}  # shared prompt prefix: tokens, KV state
 
     def _cast_for_platform(self) -> None:
         """fp32 on Linux CPU, where only fp32 matmuls reach BLAS (bf16 checkpoints are ~40x slower there);
@@ -63,10 +64,11 @@ class LocalTranslator:
         deadline = Deadline(self.timeout_s)
         messages = build_messages(text, source_language, context)
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        prompt, cache = self._reuse_prefix(prompt, messages)
         sampler = make_sampler(temp=self.temperature)
         pieces, finish = [], ""
         for response in stream_generate(
-            self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens, sampler=sampler
+            self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens, sampler=sampler, prompt_cache=cache
         ):
             pieces.append(response.text)
             finish = response.finish_reason or finish
@@ -77,6 +79,44 @@ class LocalTranslator:
         if not output:
             raise TranslationFailed("the local model produced no translation")
         return Translation(output, 1, finish, time.perf_counter() - t0)
+
+    def _shared_prefix(self, messages: list[dict[str, str]]) -> list[int]:
+        """The tokens every prompt with these earlier messages starts with: the longest common prefix of two
+        renderings that differ only in the last message (templates such as Qwen3's render the last turns
+        differently from earlier ones, so the earlier messages alone are not a safe prefix)."""
+        a, b = (
+            self.tokenizer.apply_chat_template([*messages[:-1], {"role": "user", "content": text}],
+                                               add_generation_prompt=True)
+            for text in ("甲", "乙")
+        )  # fmt: skip
+        n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        return list(a[:n])
+
+    def _reuse_prefix(self, prompt: list[int], messages: list[dict[str, str]]) -> tuple[list[int], list | None]:
+        """Every prompt starts with the same system message and worked examples: their keys/values are computed
+        once and each call starts from a copy (llama.cpp reuses a common prefix the same way). Returns the tokens
+        still to process and the cache to process them with (None: no usable prefix)."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+        key = (messages[0]["content"], len(messages))
+        if key not in self._prefix:
+            prefix = self._shared_prefix(messages)
+            cache = make_prompt_cache(self.model)
+            if not prefix or not all(type(c) is KVCache for c in cache):  # e.g. sliding-window caches
+                return prompt, None
+            self.model(mx.array([prefix]), cache=cache)
+            # trimmed to the prefix: the first update of a copy then allocates new buffers (never writes into these)
+            states = [(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], c.offset) for c in cache]
+            mx.eval([s[:2] for s in states])
+            self._prefix = {key: (prefix, states)}  # one entry: the system message changes only with context on/off
+        prefix, states = self._prefix[key]
+        if not len(prefix) < len(prompt) or prompt[: len(prefix)] != prefix:
+            return prompt, None
+        cache = make_prompt_cache(self.model)
+        for layer, state in zip(cache, states, strict=True):
+            layer.state = state
+        return prompt[len(prefix) :], cache
 
     def close(self) -> None:
         pass

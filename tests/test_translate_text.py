@@ -78,3 +78,13 @@ def test_funasr_two_stage_graph_under_dora_run(tmp_path, tiny_llm, tiny):
     results = finals(records)
     assert len(results) == 2, log[-3000:]  # Fun-ASR-Nano transcript -> local translator: one final per segment
     assert all(r.get("translator") == "local" or r["kind"] == "error" for r in results.values())
+
+
+def test_mlx_translator_reuses_the_prompt_prefix_with_the_same_output(tiny_llm):
+    from dora_funasr_nano.model_core.local_llm import LocalTranslator
+
+    translator = LocalTranslator(str(tiny_llm), max_output_tokens=6)
+    cached = [translator.translate(t).text for t in ("你好世界", "一二三")]
+    assert len(translator._prefix) == 1  # the system message + worked examples, computed once
+    translator._reuse_prefix = lambda prompt, messages: (prompt, None)
+    assert [translator.translate(t).text for t in ("你好世界", "一二三")] == cached
