@@ -63,9 +63,11 @@ class FunAsrNano:
         path_or_id: str | os.PathLike = DEFAULT_MODEL,
         dtype: mx.Dtype | None = None,
         adapter: str | os.PathLike | None = None,
+        low_memory: bool = False,
     ) -> FunAsrNano:
-        """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py)."""
-        model, model_dir = load_model(path_or_id, dtype)
+        """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py). `low_memory`: audio
+        encoder + adaptor weights stored in 16 bits, computed in the run dtype (loading.audio_weights_dtype)."""
+        model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
         asr = cls(model, load_tokenizer(model_dir), model_dir)
         if adapter:
             asr.can_translate = apply_adapter(model.llm, adapter) == "translate"

@@ -18,6 +18,7 @@ Set DFN_DECODE=mlx to time our MLX decode path instead of the numpy one.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -48,9 +49,10 @@ from .encoder import EncoderArgs
 from .frontend import FrontendConfig, lfr_length
 from .fun_asr_nano import Model, ModelArgs
 from .generate import GenerationConfig, generate, numpy_decode_available
+from .loading import AUDIO_PREFIXES, audio_weights_dtype
 from .prompts import TaskMode, chat_prompt, user_prompt
 
-IMPLS = ("ours", "mlx-audio")
+IMPLS = ("ours", "ours-low-memory", "mlx-audio")
 DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16}
 SAMPLE_RATE = 16000
 
@@ -108,7 +110,7 @@ def peer_config(args: ModelArgs):  # noqa: ANN201 - mlx-audio's FunASRNanoConfig
     )  # fmt: skip
 
 
-def fill_random(model: nn.Module, seed: int, dtype: mx.Dtype) -> int:
+def fill_random(model: nn.Module, seed: int, dtype: mx.Dtype, audio_dtype: mx.Dtype | None = None) -> int:
     """Replace every parameter with seeded N(0, 0.02) (norm scales: 1 + N(0, 0.02)); returns the weight bytes.
 
     Each tensor's values depend only on (seed, name), and both models use the same names, so ours and mlx-audio's
@@ -123,7 +125,8 @@ def fill_random(model: nn.Module, seed: int, dtype: mx.Dtype) -> int:
         values *= 0.02
         if "norm" in name and name.endswith("weight"):
             values += 1.0
-        weight = mx.array(values).astype(dtype)
+        to = audio_dtype if audio_dtype is not None and name.startswith(AUDIO_PREFIXES) else dtype
+        weight = mx.array(values).astype(to)
         del values
         mx.eval(weight)
         model.load_weights([(name, weight)], strict=False)
@@ -169,9 +172,9 @@ def stage_times(t0: float, t1: float, t2: float, stamps: list[float]) -> dict[st
     }
 
 
-def ours(args: ModelArgs, seed: int, dtype: mx.Dtype) -> tuple[Runner, dict[str, Any]]:
+def ours(args: ModelArgs, seed: int, dtype: mx.Dtype, low_memory: bool = False) -> tuple[Runner, dict[str, Any]]:
     model = Model(args)
-    weight_bytes = fill_random(model, seed, dtype)
+    weight_bytes = fill_random(model, seed, dtype, audio_weights_dtype(dtype) if low_memory else None)
     asr = FunAsrNano(model, FixedTokenizer())
     prompt_text = user_prompt(TaskMode.TRANSCRIBE)
 
@@ -224,6 +227,14 @@ def mlx_audio(args: ModelArgs, seed: int, dtype: mx.Dtype) -> tuple[Runner, dict
     return run, {"weights_mb": weight_bytes / 2**20, "decode_backend": "mlx"}
 
 
+def current_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak RSS. On Linux max(VmHWM, VmRSS), not ru_maxrss: ru_maxrss carries the parent's RSS over
     fork + exec, so every child would report at least what the parent held; the kernel updates VmHWM lazily,
@@ -239,7 +250,8 @@ def peak_rss_mb() -> float:
 
 def bench_impl(impl: str, opts: argparse.Namespace) -> dict[str, Any]:
     """Runs in the child process: build one implementation, warm up and time each audio length."""
-    build = ours if impl == "ours" else mlx_audio
+    start_rss_mb = current_rss_mb()
+    build = {"ours": ours, "ours-low-memory": functools.partial(ours, low_memory=True), "mlx-audio": mlx_audio}[impl]
     t = perf_counter()
     run, info = build(model_args(opts.tiny), opts.seed, DTYPES[opts.dtype])
     setup_s = perf_counter() - t
@@ -259,6 +271,7 @@ def bench_impl(impl: str, opts: argparse.Namespace) -> dict[str, Any]:
         "stages": stages,
         **info,
         "peak_rss_mb": peak_rss_mb(),
+        "start_rss_mb": start_rss_mb,
         "mlx_peak_mb": mx.get_peak_memory() / 2**20,
         "setup_s": setup_s,
         "openblas_loaded": openblas_loaded(),
@@ -402,6 +415,7 @@ ROWS = (  # (label, stage key); times in ms
     ("decode per token", "decode_ms_per_token"),
     ("total", "total_ms"),
     ("peak RSS MB", "rss"),  # floor column: the weights
+    ("RSS before the model MB", "rss0"),  # interpreter + imported libraries
 )
 
 
@@ -418,9 +432,10 @@ def table(report: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     for sec in floor:
         for impl, res in results.items():
             columns.append(f"{impl} {sec} s")
-            getters.append(lambda key, r=res, s=sec: r["peak_rss_mb"] if key == "rss" else r["stages"][s].get(key))
+            rss = {"rss": res["peak_rss_mb"], "rss0": res.get("start_rss_mb")}
+            getters.append(lambda key, r=res, s=sec, m=rss: m[key] if key in m else r["stages"][s].get(key))
         columns.append(f"floor {sec} s")
-        getters.append(lambda key, s=sec: report["weights_mb"] if key == "rss" else floor[s].get(key))
+        getters.append(lambda key, s=sec: {"rss": report["weights_mb"]}.get(key) if "rss" in key else floor[s].get(key))
     rows = [[label, *(_fmt(get(key)) for get in getters)] for label, key in ROWS]
     m, roof = report["machine"], report["roofline"]
     title = (

@@ -177,3 +177,29 @@ class LlamaCppServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`dfn-llama-server`: the packaged translator (or any GGUF) as an OpenAI-compatible server, in the foreground."""
+    import argparse
+
+    from .gguf_convert import packaged_translator_gguf
+
+    parser = argparse.ArgumentParser("dfn-llama-server", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--model", default="packaged", help="packaged (default) or a .gguf file")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--n-threads", type=int, default=default_threads())
+    opts = parser.parse_args(argv)
+    if not llama_cpp_available():
+        sys.exit(f"error: llama.cpp is not installed; {INSTALL_HINT}")
+    model = packaged_translator_gguf() if opts.model == "packaged" else Path(opts.model)
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", opts.host, "--port", str(opts.port),
+        "--n_threads", str(opts.n_threads), "--n_ctx", "2048", "--model_alias", "qwen2.5-coder-0.5b-instruct",
+    ]  # fmt: skip
+    os.execv(sys.executable, command)
+
+
+if __name__ == "__main__":
+    main()

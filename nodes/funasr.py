@@ -33,6 +33,7 @@ class FunAsrConfig:
     partial_every: int = 0  # send the text so far (fin=false) every N tokens while decoding; 0 = finals only
     temperature: float = 0.0  # 0 = greedy, as upstream
     dtype: str = "auto"  # auto (fp32 on Linux CPU, bf16 on Apple silicon), fp32, bf16
+    low_memory: bool = False  # audio encoder weights in 16 bits (~0.45 GB less with fp32, a few % slower)
     min_segment_s: float = 0.1
     max_segment_s: float = 30.0
 
@@ -52,7 +53,7 @@ def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 -
 
     if asr is None:
         dtype = {"auto": None, "fp32": mx.float32, "bf16": mx.bfloat16}[cfg.dtype]
-        asr = FunAsrNano.load(cfg.funasr_model, dtype, cfg.funasr_adapter or None)
+        asr = FunAsrNano.load(cfg.funasr_model, dtype, cfg.funasr_adapter or None, low_memory=cfg.low_memory)
         asr.transcribe(np.zeros(16000, np.float32), generation=GenerationConfig(max_tokens=2))  # warm-up
     hotwords = [w.strip() for w in cfg.hotwords.split(",") if w.strip()]
     generation = GenerationConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature)

@@ -23,7 +23,7 @@ def test_tiny_benchmark_reports_both_implementations(tmp_path, capsys):
     floor = report["floors"]["1"]
     assert floor["encoder_ms"] > 0 and floor["prefill_ms"] > 0 and floor["decode_ms_per_token"] > 0
 
-    assert set(report["results"]) == {"ours", "mlx-audio"}
+    assert set(report["results"]) == {"ours", "ours-low-memory", "mlx-audio"}
     for impl, result in report["results"].items():
         stages = result["stages"]["1"]
         assert all(stages[key] > 0 for key in STAGES), (impl, stages)
@@ -31,6 +31,10 @@ def test_tiny_benchmark_reports_both_implementations(tmp_path, capsys):
         assert stages["prompt_positions"] == floor["prompt_positions"] == 25 + stages["audio_rows"]
         assert result["peak_rss_mb"] > 0 and result["weights_mb"] > 0 and result["mlx_peak_mb"] > 0
     assert report["results"]["ours"]["weights_mb"] == pytest.approx(report["results"]["mlx-audio"]["weights_mb"])
+    # the low-memory option halves the audio weights and nothing else
+    audio = (report["params"]["encoder"] + report["params"]["adaptor"]) * 2 / 2**20
+    low = report["results"]["ours-low-memory"]["weights_mb"]
+    assert low == pytest.approx(report["results"]["ours"]["weights_mb"] - audio)
 
 
 def test_both_models_get_identical_random_weights():

@@ -172,3 +172,32 @@ def test_injected_instructions_are_translated_not_obeyed(gguf_path, llama_cpp):
     for chinese, words in INJECTIONS:
         english = translator.translate(chinese).text.lower()
         assert all(w in english for w in words), (chinese, english)
+
+
+def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, llama_cpp):
+    import time
+
+    import httpx
+
+    from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
+    from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig
+
+    port = llama_cpp.free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dora_funasr_nano.model_core.llama_cpp_llm", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        for _ in range(300):
+            try:
+                models = httpx.get(f"{url}/models", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert [m["id"] for m in models["data"]] == [LlmFallbackConfig().llm_model]  # the node's default name
+        with RemoteTranslator(url, LlmFallbackConfig().llm_model, "DFN_NO_KEY") as client:
+            assert "hello" in client.translate("你好世界。").text.lower()
+    finally:
+        server.terminate()
+        server.wait(10)
