@@ -381,8 +381,12 @@ def open_translator(engine: str, model: str, stack: contextlib.ExitStack) -> Any
 def cmd_translate(opts: argparse.Namespace) -> None:
     from .blas import ensure_fast_blas
 
-    ensure_fast_blas()  # MLX on Linux needs OpenBLAS; re-executes this command with it preloaded
+    if "mlx" in opts.engines and opts.command_line:
+        ensure_fast_blas()  # MLX on Linux needs OpenBLAS: re-executes this command with it preloaded
     manifest = read_jsonl(opts.manifest)[:: opts.stride][: opts.limit or None]
+    if opts.source_hyp:  # cascade: translate an ASR's transcripts (e.g. whisper-transcribe.jsonl), not the text
+        heard = {h["id"]: h.get("hyp") or "" for h in read_jsonl(opts.source_hyp)}
+        manifest = [{**row, "zh": heard.get(row["id"], "")} for row in manifest if row["id"] in heard]
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"model": opts.model, "sentences": len(manifest), "engines": {}}
@@ -424,6 +428,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--manifest", required=True)
     p.add_argument("--engines", nargs="+", choices=TRANSLATE_ENGINES, default=list(TRANSLATE_ENGINES))
     p.add_argument("--model", default="packaged", help="packaged (default), a .gguf file, or an mlx-lm folder/id")
+    p.add_argument("--source-hyp", metavar="JSONL", help="translate these transcripts (id, hyp) instead of `zh`")
     p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")
     p.add_argument("--stride", type=int, default=1, help="every Nth sentence (a sample across all levels)")
     p.add_argument("--by", metavar="FIELD", default="level")
@@ -444,7 +449,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line entry; called with an explicit argv (tests, other programs) it never re-executes the caller."""
     opts = parse_args(argv)
+    opts.command_line = argv is None
     opts.func(opts)
 
 

@@ -80,6 +80,8 @@ class LlamaCppTranslator:
         context: Sequence[str] = (),
         on_partial: Callable[[str], None] | None = None,
     ) -> Translation:
+        if not text.strip():
+            raise TranslationFailed("nothing to translate: the transcript is empty")
         t0 = time.perf_counter()
         deadline = Deadline(self.timeout_s)
         stream = self.llm.create_chat_completion(

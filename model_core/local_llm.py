@@ -60,6 +60,8 @@ class LocalTranslator:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
+        if not text.strip():
+            raise TranslationFailed("nothing to translate: the transcript is empty")
         t0 = time.perf_counter()
         deadline = Deadline(self.timeout_s)
         messages = build_messages(text, source_language, context)

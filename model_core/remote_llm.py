@@ -227,6 +227,8 @@ class RemoteTranslator:
 
         Raises ServiceUnavailable (breaker open) or TranslationFailed.
         """
+        if not text.strip():
+            raise TranslationFailed("nothing to translate: the transcript is empty")
         t0 = time.perf_counter()
         trial = self.breaker.acquire()
         body = {

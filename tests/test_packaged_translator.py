@@ -201,3 +201,27 @@ def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, 
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_eval_translate_scores_text_and_an_asr_cascade(gguf_path, llama_cpp, tmp_path):
+    from dora_funasr_nano.model_core import evaluation
+
+    rows = [
+        {"id": "a", "level": 1, "zh": "你好。", "en": "Hello.", "pinyin": ""},
+        {"id": "b", "level": 2, "zh": "谢谢你。", "en": "Thank you.", "pinyin": ""},
+    ]
+    evaluation.write_jsonl(rows, tmp_path / "m.jsonl")
+    evaluation.write_jsonl([{"id": "a", "hyp": "你好。"}, {"id": "b", "hyp": ""}], tmp_path / "asr.jsonl")
+    evaluation.main(
+        ["translate", "--manifest", str(tmp_path / "m.jsonl"), "--engines", "llama-cpp", "-o", str(tmp_path / "t")]
+    )
+    report = json.loads((tmp_path / "t" / "translate-scores.json").read_text())
+    result = report["engines"]["llama-cpp"]
+    assert result["overall"]["n"] == 2 and result["overall"]["errors"] == 0 and set(result["groups"]) == {"1", "2"}
+    assert result["overall"]["chrf"] > 50 and result["overall"]["latency"]["n"] == 2
+    evaluation.main([
+        "translate", "--manifest", str(tmp_path / "m.jsonl"), "--engines", "llama-cpp", "--source-hyp",
+        str(tmp_path / "asr.jsonl"), "-o", str(tmp_path / "c"),
+    ])  # fmt: skip
+    cascade = json.loads((tmp_path / "c" / "translate-scores.json").read_text())["engines"]["llama-cpp"]
+    assert cascade["overall"]["errors"] == 1  # nothing heard for "b": a typed failure, scored as empty
