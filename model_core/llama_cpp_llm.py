@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ModelNotLoaded, TranslationFailed
-from .remote_llm import Translation, build_messages, clean_output
+from .errors import ModelNotLoaded
+from .remote_llm import Translation, build_messages, collect_stream, require_text
 
 INSTALL_HINT = "install llama-cpp-python (see the README: `make setup` builds it with the CPU flags this project needs)"
 
@@ -30,18 +30,6 @@ def llama_cpp_available() -> bool:
 
 def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-class Deadline:
-    """A per-translation time limit checked between tokens (generation cannot be interrupted mid-token)."""
-
-    def __init__(self, timeout_s: float | None) -> None:
-        self.end = None if not timeout_s else time.perf_counter() + timeout_s
-        self.timeout_s = timeout_s
-
-    def check(self) -> None:
-        if self.end is not None and time.perf_counter() > self.end:
-            raise TranslationFailed(f"local translation timed out after {self.timeout_s:g} s")
 
 
 class LlamaCppTranslator:
@@ -80,30 +68,19 @@ class LlamaCppTranslator:
         context: Sequence[str] = (),
         on_partial: Callable[[str], None] | None = None,
     ) -> Translation:
-        if not text.strip():
-            raise TranslationFailed("nothing to translate: the transcript is empty")
+        require_text(text)
         t0 = time.perf_counter()
-        deadline = Deadline(self.timeout_s)
         stream = self.llm.create_chat_completion(
             messages=build_messages(text, source_language, context),
             max_tokens=self.max_output_tokens,
             temperature=self.temperature,
             stream=True,
         )
-        pieces, finish = [], ""
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            piece = choice["delta"].get("content") or ""
-            finish = choice.get("finish_reason") or finish
-            if piece:
-                pieces.append(piece)
-                if on_partial is not None:
-                    on_partial(clean_output("".join(pieces)))
-            deadline.check()
-        output = clean_output("".join(pieces))
-        if not output:
-            raise TranslationFailed("the local model produced no translation")
-        return Translation(output, 1, finish, time.perf_counter() - t0)
+        pieces = (
+            (chunk["choices"][0]["delta"].get("content") or "", chunk["choices"][0].get("finish_reason"))
+            for chunk in stream
+        )
+        return collect_stream(pieces, on_partial, self.timeout_s, t0)
 
     def close(self) -> None:
         self.llm.close()

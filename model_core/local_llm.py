@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 from mlx.utils import tree_flatten
 
 from .blas import openblas_loaded
-from .errors import ModelNotLoaded, TranslationFailed
-from .llama_cpp_llm import Deadline
-from .remote_llm import Translation, build_messages, clean_output
+from .errors import ModelNotLoaded
+from .remote_llm import Translation, build_messages, collect_stream, require_text
 
 
 class LocalTranslator:
@@ -60,27 +59,16 @@ class LocalTranslator:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
-        if not text.strip():
-            raise TranslationFailed("nothing to translate: the transcript is empty")
+        require_text(text)
         t0 = time.perf_counter()
-        deadline = Deadline(self.timeout_s)
         messages = build_messages(text, source_language, context)
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         prompt, cache = self._reuse_prefix(prompt, messages)
-        sampler = make_sampler(temp=self.temperature)
-        pieces, finish = [], ""
-        for response in stream_generate(
-            self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens, sampler=sampler, prompt_cache=cache
-        ):
-            pieces.append(response.text)
-            finish = response.finish_reason or finish
-            if on_partial is not None and response.text:
-                on_partial(clean_output("".join(pieces)))
-            deadline.check()
-        output = clean_output("".join(pieces))
-        if not output:
-            raise TranslationFailed("the local model produced no translation")
-        return Translation(output, 1, finish, time.perf_counter() - t0)
+        responses = stream_generate(
+            self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens,
+            sampler=make_sampler(temp=self.temperature), prompt_cache=cache,
+        )  # fmt: skip
+        return collect_stream(((r.text, r.finish_reason) for r in responses), on_partial, self.timeout_s, t0)
 
     def _shared_prefix(self, messages: list[dict[str, str]]) -> list[int]:
         """The tokens every prompt with these earlier messages starts with: the longest common prefix of two

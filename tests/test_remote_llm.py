@@ -5,13 +5,12 @@ Every server binds 127.0.0.1 on an ephemeral port, runs in a thread and is shut 
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
 from dfn_testing import RecordingNode, event
+from fake_llm import CHUNKS, SLOW_S
 
 from dora_funasr_nano.model_core.errors import ServiceUnavailable, TranslationFailed
 from dora_funasr_nano.model_core.remote_llm import (
@@ -26,123 +25,6 @@ from dora_funasr_nano.nodes.contract import error_message
 from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, run
 
 KEY = "sk-test-5ecret-never-show-me"
-CHUNKS = ["Hello", ", ", "world", "."]
-SLOW_S = 0.6
-
-
-def sse(obj) -> bytes:
-    return f"data: {json.dumps(obj) if not isinstance(obj, str) else obj}\n\n".encode()
-
-
-def delta(content=None, finish=None):
-    d = {} if content is None else {"content": content}
-    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
-
-
-class FakeLLM:
-    """OpenAI-compatible /v1/chat/completions whose replies follow a script of modes (the last one repeats)."""
-
-    def __init__(self, *modes: str) -> None:
-        self.modes = list(modes)
-        self.requests: list[tuple[dict, dict]] = []  # (headers, json body)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((dict(self.headers), body))
-                mode = fake.modes.pop(0) if len(fake.modes) > 1 else fake.modes[0]
-                try:
-                    getattr(self, "mode_" + mode)()
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                    pass
-
-            def start_sse(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()  # HTTP/1.0, no length: the body ends when the connection closes
-
-            def send(self, data: bytes):
-                self.wfile.write(data)
-                self.wfile.flush()
-
-            def mode_ok(self):
-                self.start_sse()
-                self.send(b": keep-alive\n\n" + sse({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
-                for c in CHUNKS:
-                    self.send(sse(delta(c)))
-                self.send(sse(delta(finish="stop")) + sse("[DONE]"))
-
-            def mode_empty(self):
-                self.start_sse()
-                self.send(sse(delta(finish="stop")) + sse("[DONE]"))
-
-            def mode_json(self):  # a server that ignores stream=true
-                reply = {"choices": [{"message": {"role": "assistant", "content": "Hello."}, "finish_reason": "stop"}]}
-                self.send_status(200, json.dumps(reply), "application/json")
-
-            def mode_truncated(self):
-                self.start_sse()
-                self.send(sse(delta("Hello")) + sse(delta(", ")))
-
-            def mode_malformed(self):
-                self.start_sse()
-                self.send(sse(delta("Hello")) + b'data: {"choices": [{"delta": \n\n' + sse("[DONE]"))
-
-            def mode_drop(self):  # a crashing server: the connection closes without a reply
-                self.close_connection = True
-
-            def mode_slow(self):
-                time.sleep(SLOW_S)
-                self.mode_ok()
-
-            def send_status(self, status, text, ctype="text/plain", **headers):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                for k, v in headers.items():
-                    self.send_header(k.replace("_", "-"), v)
-                self.end_headers()
-                self.send(text.encode())
-
-            def mode_500(self):
-                self.send_status(500, "internal error")
-
-            def mode_429(self):
-                self.send_status(429, "slow down", Retry_After="0")
-
-            def mode_400(self):
-                self.send_status(400, '{"error": {"message": "bad request"}}', "application/json")
-
-            def mode_401(self):  # like OpenAI, echo the key it got
-                got = self.headers.get("Authorization", "")
-                self.send_status(401, json.dumps({"error": {"message": f"Incorrect API key provided: {got}"}}))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def llm():
-    servers: list[FakeLLM] = []
-
-    def start(*modes: str) -> FakeLLM:
-        servers.append(FakeLLM(*modes))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def client(url: str, **kw) -> RemoteTranslator:
