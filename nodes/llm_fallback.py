@@ -81,6 +81,9 @@ class LlmFallbackConfig:
         )  # fmt: skip
 
 
+MAX_OPEN_SEGMENTS = 64
+
+
 class _SegmentStream:
     """One segment being translated sentence by sentence; each translated sentence is sent as a partial
     (fin=false) carrying all the English so far."""
@@ -139,11 +142,16 @@ class LlmFallbackNode:
         session = str(ids.get("session_id", ""))
         return list(self.history[session])[-self.cfg.context_sentences :] if self.cfg.context_sentences else []
 
-    def _streamer(self, ids: dict[str, Any], language: str) -> _SegmentStream:
+    def _streamer(self, ids: dict[str, Any], language: str, final: bool = False) -> _SegmentStream:
+        """The segment's sentence stream (a new one after a failure); the final transcript takes it out."""
         key = (ids.get("session_id"), ids.get("segment_id"))
-        stream = self.streams.get(key)
+        stream = self.streams.pop(key, None)
         if stream is None or stream.failed:
-            stream = self.streams[key] = _SegmentStream(self, ids, language)
+            stream = _SegmentStream(self, ids, language)
+        if not final:
+            self.streams[key] = stream
+            while len(self.streams) > MAX_OPEN_SEGMENTS:  # segments whose final never came (an upstream error)
+                self.streams.pop(next(iter(self.streams)))
         return stream
 
     def on_partial_transcript(self, text: str, language: str, metadata: dict[str, Any]) -> None:
@@ -168,13 +176,10 @@ class LlmFallbackNode:
 
         t0 = time.perf_counter()
         try:
+            stream = self._streamer(ids, language, final=True) if self.cfg.stream_on_sentence else None
             require_text(text)
-            if self.cfg.stream_on_sentence:
-                stream = self._streamer(ids, language)
-                try:
-                    result = stream.streamer.finish(text)
-                finally:
-                    self.streams.pop((ids.get("session_id"), ids.get("segment_id")), None)
+            if stream is not None:
+                result = stream.streamer.finish(text)
                 partials = stream.partials
             else:
                 result = self.translator.translate(

@@ -102,3 +102,12 @@ def test_node_failure_on_a_partial_is_retried_at_the_final_and_gives_one_error()
     errors = node.of("error")
     assert len(errors) == 1 and errors[0][1]["code"] == "TranslationFailed"
     assert errors[0][1]["source_text"] == "你好。" and [m for _, m in node.of("text") if m["fin"]] == []
+
+
+def test_node_forgets_the_oldest_open_segments_whose_final_never_comes():
+    from dora_funasr_nano.nodes.llm_fallback import MAX_OPEN_SEGMENTS
+
+    node = RecordingNode([transcript("你好。再", i, fin=False) for i in range(MAX_OPEN_SEGMENTS + 6)])
+    fallback = LlmFallbackNode(node, LlmFallbackConfig(stream_on_sentence=True), Dictionary(), "local").run()
+    assert len(fallback.streams) == MAX_OPEN_SEGMENTS
+    assert min(seg for _, seg in fallback.streams) == 6  # the oldest went first
