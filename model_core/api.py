@@ -66,7 +66,7 @@ class FunAsrNano:
         low_memory: bool = False,
     ) -> FunAsrNano:
         """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py). `low_memory`: audio
-        encoder + adaptor weights stored in 16 bits, computed in the run dtype (loading.audio_weights_dtype)."""
+        encoder + adaptor weights stored in bf16, computed in the run dtype (loading.audio_weights_dtype)."""
         model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
         asr = cls(model, load_tokenizer(model_dir), model_dir)
         if adapter:

@@ -114,10 +114,11 @@ AUDIO_PREFIXES = ("audio_encoder.", "audio_adaptor.")
 
 
 def audio_weights_dtype(dtype: mx.Dtype) -> mx.Dtype:
-    """The low-memory option: the audio encoder + adaptor weights (234M parameters) are stored in 16 bits and
-    widened to the input's dtype inside each product (MLX promotes fp16 x fp32 to fp32), so fp32 runs keep fp32
-    arithmetic (BLAS) and save ~0.45 GB. fp16 rather than bf16: three more mantissa bits for the same size."""
-    return mx.float16 if dtype == mx.float32 else dtype
+    """The low-memory option: the audio encoder + adaptor weights (234M parameters) are stored in bf16 and
+    widened to the input's dtype inside each product (MLX promotes bf16 x fp32 to fp32), so fp32 runs keep fp32
+    arithmetic (BLAS) and hold ~0.45 GB less. bf16 rather than fp16: widening bf16 is a shift, 5.5x cheaper than
+    fp16's conversion on our CPUs (measured: a whole encoder pass +81 % with fp16 weights)."""
+    return mx.bfloat16 if dtype == mx.float32 else dtype
 
 
 def load_model(

@@ -33,7 +33,7 @@ class FunAsrConfig:
     partial_every: int = 0  # send the text so far (fin=false) every N tokens while decoding; 0 = finals only
     temperature: float = 0.0  # 0 = greedy, as upstream
     dtype: str = "auto"  # auto (fp32 on Linux CPU, bf16 on Apple silicon), fp32, bf16
-    low_memory: bool = False  # audio encoder weights in 16 bits (~0.45 GB less with fp32, a few % slower)
+    low_memory: bool = False  # audio encoder weights in bf16 (~0.45 GB less with fp32, a few % slower)
     min_segment_s: float = 0.1
     max_segment_s: float = 30.0
 

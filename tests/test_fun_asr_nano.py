@@ -196,14 +196,16 @@ def test_numpy_decode_path_equals_mlx_decode(ours, name):
     ] * 2
 
 
-def test_low_memory_stores_audio_weights_in_16_bits_and_computes_in_fp32(tiny, ours):
+def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours):
     from mlx.utils import tree_flatten
 
     small = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, low_memory=True)
     dtypes = {k: v.dtype for k, v in tree_flatten(small.model.parameters())}
-    assert {d for k, d in dtypes.items() if k.startswith(("audio_encoder.", "audio_adaptor."))} == {mx.float16}
+    assert {d for k, d in dtypes.items() if k.startswith(("audio_encoder.", "audio_adaptor."))} == {mx.bfloat16}
     assert {d for k, d in dtypes.items() if k.startswith("llm.")} == {mx.float32}
     feats = ours.features(read16k(zh_clip("jishu")))
     want, got = ours.audio_rows(feats), small.audio_rows(feats)
-    assert got.dtype == mx.float32  # fp16 weights are widened inside each product
-    assert float(mx.abs(got - want).max()) / float(mx.abs(want).max()) < 1e-2  # fp16 rounding of the weights only
+    assert got.dtype == mx.float32  # bf16 weights are widened inside each product
+    # bf16 rounding of the weights only (8-bit mantissa), through every layer of a random (badly conditioned) model
+    assert float(mx.linalg.norm(got - want)) / float(mx.linalg.norm(want)) < 1e-2
+    assert float(mx.abs(got - want).max()) / float(mx.abs(want).max()) < 5e-2
