@@ -11,9 +11,12 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx_lm.models import qwen3
 
+from . import cpu_encode
 from .adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
+from .cpu_encode import numpy_encode_available
 from .encoder import EncoderArgs, SenseVoiceEncoderSmall
 from .frontend import FrontendConfig
 
@@ -62,7 +65,10 @@ class Model(nn.Module):
 
     def encode_audio(self, features: mx.array, lengths: mx.array | None = None) -> mx.array:
         """(B, T_lfr, 560) LFR features -> (B, T_lfr, hidden) adaptor rows; the LLM sees the first fake_token_len."""
-        encoded = self.audio_encoder(features, lengths)
+        if lengths is None and features.shape[0] == 1 and numpy_encode_available(self.audio_encoder):
+            encoded = mx.array(cpu_encode.encode(self.audio_encoder, np.asarray(features[0])))[None]
+        else:
+            encoded = self.audio_encoder(features, lengths)
         adapted, _ = self.audio_adaptor(encoded, lengths)
         return adapted
 

@@ -301,3 +301,29 @@ def test_fake_token_len():
         assert fake_token_len(t) == (o - 1) // 2 + 1
     assert fake_token_len(167) == 21  # 10 s of audio: 998 fbank frames → 167 LFR frames → 21 tokens
     assert [fake_token_len(t) for t in (1, 2, 8, 9, 84)] == [1, 1, 1, 2, 11]
+
+
+def test_numpy_encoder_equals_the_mlx_encoder(monkeypatch):
+    """cpu_encode.encode (one unpadded segment, numpy) against SenseVoiceEncoderSmall (MLX) on random weights."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx.utils import tree_flatten, tree_map
+
+    from dora_funasr_nano.model_core import cpu_encode
+    from dora_funasr_nano.model_core.encoder import EncoderArgs, SenseVoiceEncoderSmall
+
+    encoder = SenseVoiceEncoderSmall(EncoderArgs(input_size=24, output_size=16, attention_heads=2, linear_units=32,
+                                                 num_blocks=3, tp_blocks=2, kernel_size=11))  # fmt: skip
+    rng = np.random.default_rng(0)
+    encoder.update(tree_map(lambda p: mx.array(rng.standard_normal(p.shape).astype(np.float32) * 0.3),
+                            encoder.parameters()))  # fmt: skip
+    mx.eval(encoder.parameters())
+    assert all(v.dtype == mx.float32 for _, v in tree_flatten(encoder.parameters()))
+    for t in (1, 7, 40):
+        feats = rng.standard_normal((t, 24)).astype(np.float32)
+        want = np.asarray(encoder(mx.array(feats)[None])[0])
+        got = cpu_encode.encode(encoder, feats)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    assert cpu_encode.numpy_encode_available(encoder)
+    monkeypatch.setenv("DFN_ENCODE", "mlx")
+    assert not cpu_encode.numpy_encode_available(encoder)

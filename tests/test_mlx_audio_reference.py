@@ -50,16 +50,21 @@ def peer_prompt(peer, feats: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
     return rows, ids[0], mx.concatenate([embeds[:begin], rows, embeds[begin + fake_len :]])
 
 
+# Our MLX encoder runs the same ops in the same order as mlx-audio's: 1e-5. The numpy encoder (cpu_encode.py, the
+# default for one segment on Linux CPU) sums in another order through another BLAS: 1e-4, the tolerance of the
+# funasr parity tests, on this tiny random model whose 20+ layers amplify rounding.
+@pytest.mark.parametrize("encode, tolerance", [("mlx", 1e-5), ("auto", 1e-4)])
 @pytest.mark.parametrize("name", CLIPS)
-def test_audio_rows_and_prompt_agree_with_mlx_audio(ours, peer, name):
+def test_audio_rows_and_prompt_agree_with_mlx_audio(ours, peer, name, encode, tolerance, monkeypatch):
+    monkeypatch.setenv("DFN_ENCODE", encode)
     feats = ours.features(read16k(zh_clip(name)))
     peer_rows, _, peer_embeds = peer_prompt(peer, feats)
     rows = ours.audio_rows(feats)
     assert rows.shape == peer_rows.shape
-    assert float(mx.abs(rows - peer_rows).max()) / float(mx.abs(peer_rows).max()) < 1e-5
+    assert float(mx.abs(rows - peer_rows).max()) / float(mx.abs(peer_rows).max()) < tolerance
     embeds = ours.prompt_embeddings(rows, user_prompt(TaskMode.TRANSCRIBE))
     assert embeds.shape == peer_embeds.shape  # same prompt tokens around the audio
-    assert float(mx.abs(embeds - peer_embeds).max()) / float(mx.abs(peer_embeds).max()) < 1e-5
+    assert float(mx.abs(embeds - peer_embeds).max()) / float(mx.abs(peer_embeds).max()) < tolerance
 
 
 @pytest.mark.parametrize("name", CLIPS)
