@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from parity import import_funasr
 
+from dora_funasr_nano.model_core import cpu_encode
 from dora_funasr_nano.model_core.adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
 from dora_funasr_nano.model_core.encoder import EncoderArgs, SenseVoiceEncoderSmall
 
@@ -121,6 +122,7 @@ def test_encoder_and_adaptor_match_funasr(tiny, t):
     out = enc(mx.array(x))
     assert out.shape == (2, t, 16)
     assert rel_err(out, ref) < TOL
+    assert rel_err(mx.array(cpu_encode.encode(enc, x[0])), ref[:1][0]) < TOL  # the numpy path, one segment
 
     ref_a, ref_lens = run_torch_adaptor(ada_t, ref, [t, t])
     out_a, lens = ada(mx.array(ref))
@@ -256,6 +258,7 @@ def test_real_shapes_match_funasr():
     out_a, lens = ada(out)
     assert out_a.shape == (1, t, 1024) and lens.tolist() == [t]
     assert rel_err(out, ref) < TOL
+    assert rel_err(mx.array(cpu_encode.encode(enc, x[0])), ref[0]) < TOL  # the numpy path
     assert rel_err(out_a, ref_a) < TOL
 
 
