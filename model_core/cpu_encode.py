@@ -1,10 +1,11 @@
-"""The SenseVoice encoder in numpy, for one unpadded segment on the CPU (fp32 weights).
+"""The SenseVoice encoder in numpy, for one unpadded segment on the CPU.
 
 Why: the same reason as cpu_decode.py. On Linux MLX hands each product to the system OpenBLAS 0.3.21, numpy to its
 bundled, newer OpenBLAS; at these small-M shapes (T = 84 frames for 5 s of audio) numpy's are faster. Measured on
 our 2-core box, whole encoder, real shapes: 362 vs 410 ms (5 s of audio), 1,499 vs 1,872 ms (20 s). Same
 arithmetic as encoder.py (≤ 1e-6 relative), over zero-copy views of the MLX weights (no extra memory).
-Batches with padding, other dtypes and other devices stay in MLX. DFN_ENCODE=mlx switches this off.
+fp32 or bf16 weights (the low-memory option widens each tensor as it is used). Batches with padding, other
+dtypes and other devices stay in MLX. DFN_ENCODE=mlx switches this off.
 """
 
 from __future__ import annotations
@@ -17,31 +18,38 @@ import numpy as np
 
 from .encoder import LN_EPS, EncoderLayerSANM, SenseVoiceEncoderSmall, sinusoidal_position_encoding
 
+_WEIGHT_DTYPES = (mx.float32, mx.bfloat16)  # bf16: the low-memory option (loading.audio_weights_dtype)
+
 
 def numpy_encode_available(encoder: SenseVoiceEncoderSmall) -> bool:
     if os.environ.get("DFN_ENCODE", "auto") == "mlx" or mx.default_device() != mx.cpu:
         return False
-    return (
-        encoder.after_norm.weight.dtype == mx.float32
-        and encoder.encoders[0].self_attn.linear_out.weight.dtype == mx.float32
-    )
+    return all(m.weight.dtype in _WEIGHT_DTYPES for m in (encoder.after_norm, encoder.encoders[0].self_attn.linear_out))
+
+
+def _f32(weight: mx.array) -> np.ndarray:
+    """A zero-copy view of an fp32 weight; bf16 weights (low-memory option) are widened by MLX first, one tensor
+    at a time (a shift, ~1 ms per 5M values here), so only one layer's fp32 copy exists at once."""
+    if weight.dtype != mx.float32:
+        weight = weight.astype(mx.float32)
+    return np.asarray(weight)
 
 
 def _layer_norm(x: np.ndarray, norm) -> np.ndarray:  # noqa: ANN001 - an mlx nn.LayerNorm
     centered = x - x.mean(-1, keepdims=True)
     var = (centered * centered).mean(-1, keepdims=True)
-    return centered / np.sqrt(var + np.float32(LN_EPS)) * np.asarray(norm.weight) + np.asarray(norm.bias)
+    return centered / np.sqrt(var + np.float32(LN_EPS)) * _f32(norm.weight) + _f32(norm.bias)
 
 
 def _linear(x: np.ndarray, linear) -> np.ndarray:  # noqa: ANN001 - an mlx nn.Linear
-    return x @ np.asarray(linear.weight).T + np.asarray(linear.bias)
+    return x @ _f32(linear.weight).T + _f32(linear.bias)
 
 
 def _layer(x: np.ndarray, layer: EncoderLayerSANM) -> np.ndarray:
     attn, t = layer.self_attn, x.shape[0]
     q, k, v = np.split(_linear(_layer_norm(x, layer.norm1), attn.linear_q_k_v), 3, axis=-1)
     # FSMN memory on V: the sum of shifted copies, as MultiHeadedAttentionSANM.fsmn
-    taps = np.asarray(attn.fsmn_block.weight)[:, :, 0].T
+    taps = _f32(attn.fsmn_block.weight)[:, :, 0].T
     padded = np.pad(v, (attn.pad, (0, 0)))
     memory = padded[:t] * taps[0]
     for i in range(1, taps.shape[0]):

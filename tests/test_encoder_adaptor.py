@@ -328,5 +328,9 @@ def test_numpy_encoder_equals_the_mlx_encoder(monkeypatch):
         got = cpu_encode.encode(encoder, feats)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
     assert cpu_encode.numpy_encode_available(encoder)
+    encoder.set_dtype(mx.bfloat16)  # the low-memory option: each tensor widened as it is used, the same products
+    assert cpu_encode.numpy_encode_available(encoder)
+    want = np.asarray(encoder(mx.array(feats)[None])[0])
+    np.testing.assert_allclose(cpu_encode.encode(encoder, feats), want, rtol=0, atol=1e-5 * np.abs(want).max())
     monkeypatch.setenv("DFN_ENCODE", "mlx")
     assert not cpu_encode.numpy_encode_available(encoder)
