@@ -38,7 +38,8 @@ LANGUAGE_NAMES = {"zh": "Chinese", "yue": "Cantonese", "ja": "Japanese", "ko": "
 # The transcript is untrusted data (anyone near the microphone wrote it). Wrapping it in tags and telling the model
 # not to follow it is not enough for a 0.5B translator: it obeyed injected instructions under every wording tried
 # (design.md §6). Worked examples of commands being *translated* (below, as earlier chat turns) are what made the
-# packaged model translate all 10 held-out injection sentences we tried (tests/test_packaged_translator.py).
+# packaged model translate (not obey) all 8 held-out injection sentences we tried, 6 of them in
+# tests/test_packaged_translator.py.
 # It is a mitigation, not a guarantee: treat the output as untrusted text.
 SYSTEM_PROMPT = (
     "You are a translation engine. Translate the {language} transcript inside <transcript> and </transcript> "
