@@ -92,6 +92,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_command(model: Path, host: str, port: int, n_threads: int, n_ctx: int, alias: str) -> list[str]:
+    """The `python -m llama_cpp.server` command line (LlamaCppServer and dfn-llama-server)."""
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", host, "--port", str(port),
+        "--n_threads", str(n_threads), "--n_ctx", str(n_ctx), "--model_alias", alias,
+    ]  # fmt: skip
+
+
 class LlamaCppServer:
     """`python -m llama_cpp.server` on localhost, started and stopped by us (tests, benchmarks, demos).
 
@@ -115,11 +123,9 @@ class LlamaCppServer:
 
         if not llama_cpp_available():
             raise ModelNotLoaded(f"llama.cpp is not installed; {INSTALL_HINT}")
-        command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path), "--host", "127.0.0.1",
-            "--port", str(self.port), "--n_threads", str(self.n_threads), "--n_ctx", str(self.n_ctx),
-            "--model_alias", self.model_path.stem,
-        ]  # fmt: skip
+        command = server_command(
+            self.model_path, "127.0.0.1", self.port, self.n_threads, self.n_ctx, alias=self.model_path.stem
+        )
         # its log goes to a file: llama.cpp writes a lot to stderr, and an unread pipe would block the server
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
@@ -173,10 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     if not llama_cpp_available():
         sys.exit(f"error: llama.cpp is not installed; {INSTALL_HINT}")
     model = packaged_translator_gguf() if opts.model == "packaged" else Path(opts.model)
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", opts.host, "--port", str(opts.port),
-        "--n_threads", str(opts.n_threads), "--n_ctx", "2048", "--model_alias", "qwen2.5-coder-0.5b-instruct",
-    ]  # fmt: skip
+    command = server_command(model, opts.host, opts.port, opts.n_threads, 2048, alias="qwen2.5-coder-0.5b-instruct")
     os.execv(sys.executable, command)
 
 

@@ -4,7 +4,6 @@ Every server binds 127.0.0.1 on an ephemeral port, runs in a thread and is shut 
 """
 
 import json
-import socket
 import time
 
 import pyarrow as pa
@@ -13,6 +12,7 @@ from dfn_testing import RecordingNode, event
 from fake_llm import CHUNKS, SLOW_S
 
 from dora_funasr_nano.model_core.errors import ServiceUnavailable, TranslationFailed
+from dora_funasr_nano.model_core.llama_cpp_llm import free_port
 from dora_funasr_nano.model_core.remote_llm import (
     INJECTION_DEMOS,
     CircuitBreaker,
@@ -37,10 +37,7 @@ def client(url: str, **kw) -> RemoteTranslator:
 
 
 def free_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"  # closed again: connecting is refused
+    return f"http://127.0.0.1:{free_port()}/v1"  # closed again: connecting is refused
 
 
 # --- client ------------------------------------------------------------------------------------------------
