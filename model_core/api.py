@@ -17,6 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE, check_segment
+from .cpu_decode import PromptCache
 from .errors import InvalidAudio, UnsupportedLanguage
 from .frontend import extract_features
 from .fun_asr_nano import Model
@@ -54,6 +55,7 @@ class FunAsrNano:
         self.model = model
         self.tokenizer = tokenizer
         self.model_dir = model_dir
+        self.prompt_cache = PromptCache()  # numpy decode path: the chat template's keys are computed once
         # set by translation adapters (LoRA); the published checkpoint only transcribes (design.md §3)
         self.can_translate = False
 
@@ -118,7 +120,9 @@ class FunAsrNano:
         mx.eval(rows)
         t2 = time.perf_counter()
         prompt = self.prompt_embeddings(rows, user_prompt(task, list(hotwords or []), itn))
-        out = generate(self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token)
+        out = generate(
+            self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token, prompt_cache=self.prompt_cache
+        )
         t3 = time.perf_counter()
         timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
         return Result(self.decode(out.tokens), out.tokens, out.finish_reason, audio.size / SAMPLE_RATE, timings)

@@ -42,7 +42,8 @@ def _layer_norm(x: np.ndarray, norm) -> np.ndarray:  # noqa: ANN001 - an mlx nn.
 
 
 def _linear(x: np.ndarray, linear) -> np.ndarray:  # noqa: ANN001 - an mlx nn.Linear
-    return x @ _f32(linear.weight).T + _f32(linear.bias)
+    # weight @ x.T, transposed back for free: 1.15-1.5x faster in OpenBLAS than x @ weight.T at these shapes
+    return (_f32(linear.weight) @ x.T).T + _f32(linear.bias)
 
 
 def _layer(x: np.ndarray, layer: EncoderLayerSANM) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from mlx_lm.models.cache import BatchKVCache, KVCache
 from mlx_lm.sample_utils import make_sampler
 
-from .cpu_decode import NumpyQwen3
+from .cpu_decode import NumpyQwen3, PromptCache
 
 
 @dataclass
@@ -109,11 +109,18 @@ def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa:
     return llm.lm_head(hidden)
 
 
-def _numpy_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
+def _numpy_steps(
+    llm,
+    prompt_embeddings: mx.array,
+    config: GenerationConfig,
+    prompt_cache: PromptCache | None,  # noqa: ANN001
+) -> Iterator[int]:
     decoder = NumpyQwen3(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
     rng = np.random.default_rng()
     mx.eval(prompt_embeddings)
-    token = _sample_numpy(decoder.forward(np.array(prompt_embeddings, dtype=np.float32)), config, rng)
+    prompt = np.array(prompt_embeddings, dtype=np.float32)
+    logits = decoder.forward(prompt) if prompt_cache is None else prompt_cache.prefill(decoder, prompt)
+    token = _sample_numpy(logits, config, rng)
     for n in range(config.max_tokens):
         yield token
         if n + 1 < config.max_tokens:
@@ -142,13 +149,18 @@ def generate(
     eos_token_ids: tuple[int, ...],
     on_token: Callable[[int], None] | None = None,
     backend: str = "auto",
+    prompt_cache: PromptCache | None = None,
 ) -> Generation:
-    """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded). backend: auto, mlx or numpy."""
+    """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded). backend: auto, mlx or numpy.
+    prompt_cache (numpy backend): reuse the keys and values of the rows this prompt shares with the last one."""
     if backend == "auto":
         backend = "numpy" if numpy_decode_available(llm) else "mlx"
-    steps = _numpy_steps if backend == "numpy" else _mlx_steps
+    if backend == "numpy":
+        steps = _numpy_steps(llm, prompt_embeddings, config, prompt_cache)
+    else:
+        steps = _mlx_steps(llm, prompt_embeddings, config)
     tokens: list[int] = []
-    for token in steps(llm, prompt_embeddings, config):
+    for token in steps:
         if done := _take(tokens, token, config, eos_token_ids, on_token):
             return done
     return Generation(tokens, "length")

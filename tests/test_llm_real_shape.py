@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from parity import import_funasr
 
-from dora_funasr_nano.model_core.cpu_decode import NumpyQwen3
+from dora_funasr_nano.model_core.cpu_decode import NumpyQwen3, PromptCache
 from dora_funasr_nano.model_core.generate import make_cache, prefill
 
 QWEN3_0_6B = {
@@ -52,3 +52,29 @@ def test_first_step_logits_at_real_shapes(pair):
     assert np.abs(got_mlx - want).max() / scale < 1e-3
     assert np.abs(got_numpy - want).max() / scale < 1e-3
     assert int(np.argmax(got_mlx)) == int(np.argmax(got_numpy)) == int(np.argmax(want))
+
+
+def test_prompt_cache_reuses_the_shared_prefix_at_real_shapes(pair):
+    """A second prompt that begins with the same 20 rows (the chat template) skips them and gets the logits a
+    fresh pass gives; a prompt that differs from row 0 reuses nothing."""
+    _, ours = pair
+    rng = np.random.default_rng(1)
+    template = rng.standard_normal((20, 1024)).astype(np.float32) * 0.05
+    first, second = (
+        np.concatenate([template, rng.standard_normal((16, 1024)).astype(np.float32) * 5]) for _ in range(2)
+    )
+    cache = PromptCache()
+    cache.prefill(NumpyQwen3(ours, 40), first)
+    assert cache.shared_rows(second) == 20
+    assert cache.shared_rows(first) == 35  # identical: all but the row that yields the logits
+    decoder = NumpyQwen3(ours, 40)
+    got = cache.prefill(decoder, second)
+    want = NumpyQwen3(ours, 40).forward(second)
+    assert decoder.length == 36
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+    assert int(np.argmax(got)) == int(np.argmax(want))
+    other = second.copy()
+    other[0] += 1.0
+    assert cache.shared_rows(other) == 0
+    with pytest.raises(ValueError, match="not run yet"):
+        cache.prefill(decoder, second)
