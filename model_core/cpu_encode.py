@@ -1,4 +1,4 @@
-"""The SenseVoice encoder in numpy, for one unpadded segment on the CPU.
+"""The SenseVoice encoder and the audio adaptor in numpy, for one unpadded segment on the CPU.
 
 Why: the same reason as cpu_decode.py. On Linux MLX hands each product to the system OpenBLAS 0.3.21, numpy to its
 bundled, newer OpenBLAS; at these small-M shapes (T = 84 frames for 5 s of audio) numpy's are faster. Measured on
@@ -17,7 +17,9 @@ import os
 import mlx.core as mx
 import numpy as np
 
-from .encoder import LN_EPS, EncoderLayerSANM, SenseVoiceEncoderSmall, sinusoidal_position_encoding
+from .adaptor import AudioAdaptor
+from .adaptor import EncoderLayer as AdaptorLayer
+from .encoder import EncoderLayerSANM, SenseVoiceEncoderSmall, sinusoidal_position_encoding
 
 _WEIGHT_DTYPES = (mx.float32, mx.bfloat16)  # bf16: the low-memory option (loading.audio_weights_dtype)
 
@@ -45,7 +47,7 @@ def _layer_norm(x: np.ndarray, norm) -> np.ndarray:  # noqa: ANN001 - an mlx nn.
     """Normalise each column (frame) of x (C, T) over its C channels."""
     centered = x - x.mean(0)
     var = np.einsum("ct,ct->t", centered, centered) / np.float32(x.shape[0])
-    centered *= 1 / np.sqrt(var + np.float32(LN_EPS))
+    centered *= 1 / np.sqrt(var + np.float32(norm.eps))
     centered *= _f32(norm.weight)[:, None]
     centered += _f32(norm.bias)[:, None]
     return centered
@@ -70,30 +72,63 @@ def _fsmn_memory(v: np.ndarray, attn) -> np.ndarray:  # noqa: ANN001 - MultiHead
     return memory
 
 
-def _layer(x: np.ndarray, layer: EncoderLayerSANM) -> np.ndarray:
-    attn, t = layer.self_attn, x.shape[1]
-    q, k, v = np.split(_linear(_layer_norm(x, layer.norm1), attn.linear_q_k_v), 3)
-    memory = _fsmn_memory(v, attn)
-    q, k, v = (a.reshape(attn.h, attn.d_k, t) for a in (q, k, v))
+def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.ndarray:
+    """Softmax attention over all frames; q, k, v (C, T) -> (C, T)."""
+    c, t = q.shape
+    q, k, v = (a.reshape(heads, c // heads, t) for a in (q, k, v))
     scores = q.transpose(0, 2, 1) @ k  # (heads, query, key)
-    scores *= np.float32(attn.d_k**-0.5)
+    scores *= np.float32((c // heads) ** -0.5)
     scores -= scores.max(-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(-1, keepdims=True)
-    h = _linear((v @ scores.transpose(0, 2, 1)).reshape(-1, t), attn.linear_out)
-    h += memory
-    if layer.in_size == layer.size:
-        h += x
-    ff = layer.feed_forward
-    hidden = _linear(_layer_norm(h, layer.norm2), ff.w_1)
+    return (v @ scores.transpose(0, 2, 1)).reshape(c, t)
+
+
+def _feed_forward(x: np.ndarray, layer) -> np.ndarray:  # noqa: ANN001 - a block with norm2 and feed_forward
+    """x + w_2(relu(w_1(norm2(x)))), the second half of both block kinds."""
+    hidden = _linear(_layer_norm(x, layer.norm2), layer.feed_forward.w_1)
     np.maximum(hidden, 0, out=hidden)
-    out = _linear(hidden, ff.w_2)
-    out += h
+    out = _linear(hidden, layer.feed_forward.w_2)
+    out += x
     return out
 
 
-def encode(encoder: SenseVoiceEncoderSmall, features: np.ndarray) -> np.ndarray:
-    """(T, input_size) float32 LFR features of one segment -> (T, output_size), as SenseVoiceEncoderSmall."""
+def _layer(x: np.ndarray, layer: EncoderLayerSANM) -> np.ndarray:
+    attn = layer.self_attn
+    q, k, v = np.split(_linear(_layer_norm(x, layer.norm1), attn.linear_q_k_v), 3)
+    h = _linear(_attend(q, k, v, attn.h), attn.linear_out)
+    h += _fsmn_memory(v, attn)
+    if layer.in_size == layer.size:
+        h += x
+    return _feed_forward(h, layer)
+
+
+def _adaptor_block(x: np.ndarray, layer: AdaptorLayer) -> np.ndarray:
+    attn = layer.self_attn
+    normed = _layer_norm(x, layer.norm1)
+    q, k, v = (_linear(normed, lin) for lin in (attn.linear_q, attn.linear_k, attn.linear_v))
+    h = _linear(_attend(q, k, v, attn.h), attn.linear_out)
+    h += x
+    return _feed_forward(h, layer)
+
+
+def adapt(adaptor: AudioAdaptor, x: np.ndarray) -> np.ndarray:
+    """Encoder output (C, T) channels-first -> adaptor rows (T / downsample_rate, llm_dim), as AudioAdaptor."""
+    k = adaptor.args.downsample_rate
+    if k > 1:  # group k frames into one row, zero-padding the last group, as AudioAdaptor
+        c, t = x.shape
+        chunks = (t - 1) // k + 1
+        x = np.pad(x, ((0, 0), (0, chunks * k - t))).T.reshape(chunks, c * k).T.copy()
+    hidden = _linear(x, adaptor.linear1)
+    np.maximum(hidden, 0, out=hidden)
+    x = _linear(hidden, adaptor.linear2)
+    for block in adaptor.blocks:
+        x = _adaptor_block(x, block)
+    return np.ascontiguousarray(x.T)
+
+
+def _encode(encoder: SenseVoiceEncoderSmall, features: np.ndarray) -> np.ndarray:
+    """(T, input_size) LFR features -> (output_size, T), channels-first."""
     t, depth = features.shape
     x = features * np.float32(math.sqrt(encoder.args.output_size))
     x += np.asarray(sinusoidal_position_encoding(t, depth))[0]
@@ -103,4 +138,14 @@ def encode(encoder: SenseVoiceEncoderSmall, features: np.ndarray) -> np.ndarray:
     x = _layer_norm(x, encoder.after_norm)
     for layer in encoder.tp_encoders:
         x = _layer(x, layer)
-    return np.ascontiguousarray(_layer_norm(x, encoder.tp_norm).T)
+    return _layer_norm(x, encoder.tp_norm)
+
+
+def encode(encoder: SenseVoiceEncoderSmall, features: np.ndarray) -> np.ndarray:
+    """(T, input_size) float32 LFR features of one segment -> (T, output_size), as SenseVoiceEncoderSmall."""
+    return np.ascontiguousarray(_encode(encoder, features).T)
+
+
+def encode_and_adapt(encoder: SenseVoiceEncoderSmall, adaptor: AudioAdaptor, features: np.ndarray) -> np.ndarray:
+    """(T, input_size) LFR features of one segment -> (T, llm_dim) adaptor rows, as the two MLX modules."""
+    return adapt(adaptor, _encode(encoder, features))

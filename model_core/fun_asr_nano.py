@@ -66,10 +66,9 @@ class Model(nn.Module):
     def encode_audio(self, features: mx.array, lengths: mx.array | None = None) -> mx.array:
         """(B, T_lfr, 560) LFR features -> (B, T_lfr, hidden) adaptor rows; the LLM sees the first fake_token_len."""
         if lengths is None and features.shape[0] == 1 and numpy_encode_available(self.audio_encoder):
-            encoded = mx.array(cpu_encode.encode(self.audio_encoder, np.asarray(features[0])))[None]
-        else:
-            encoded = self.audio_encoder(features, lengths)
-        adapted, _ = self.audio_adaptor(encoded, lengths)
+            rows = cpu_encode.encode_and_adapt(self.audio_encoder, self.audio_adaptor, np.asarray(features[0]))
+            return mx.array(rows)[None]
+        adapted, _ = self.audio_adaptor(self.audio_encoder(features, lengths), lengths)
         return adapted
 
     def embed_tokens(self, ids: mx.array) -> mx.array:

@@ -334,3 +334,23 @@ def test_numpy_encoder_equals_the_mlx_encoder(monkeypatch):
     np.testing.assert_allclose(cpu_encode.encode(encoder, feats), want, rtol=0, atol=1e-5 * np.abs(want).max())
     monkeypatch.setenv("DFN_ENCODE", "mlx")
     assert not cpu_encode.numpy_encode_available(encoder)
+
+
+@pytest.mark.parametrize("downsample_rate", [1, 2])
+def test_numpy_adaptor_equals_the_mlx_adaptor(downsample_rate):
+    """cpu_encode.adapt (channels-first numpy) against AudioAdaptor (MLX), fp32 and bf16 weights."""
+    from mlx.utils import tree_map
+
+    adaptor = AudioAdaptor(AdaptorArgs(downsample_rate=downsample_rate, encoder_dim=16, llm_dim=32, ffn_dim=24,
+                                       n_layer=2, attention_heads=4))  # fmt: skip
+    rng = np.random.default_rng(0)
+    adaptor.update(tree_map(lambda p: mx.array(rng.standard_normal(p.shape).astype(np.float32) * 0.3),
+                            adaptor.parameters()))  # fmt: skip
+    for dtype in (mx.float32, mx.bfloat16):
+        adaptor.set_dtype(dtype)
+        for t in (1, 7, 40):
+            x = rng.standard_normal((t, 16)).astype(np.float32)
+            want = np.asarray(adaptor(mx.array(x)[None])[0][0].astype(mx.float32))
+            got = cpu_encode.adapt(adaptor, np.ascontiguousarray(x.T))
+            assert got.shape == want.shape == (-(-t // downsample_rate), 32)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
