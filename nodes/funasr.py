@@ -51,13 +51,19 @@ def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 -
     from dora_funasr_nano.model_core.generate import GenerationConfig
     from dora_funasr_nano.model_core.prompts import TaskMode
 
-    if asr is None:
-        dtype = {"auto": None, "fp32": mx.float32, "bf16": mx.bfloat16}[cfg.dtype]
-        asr = FunAsrNano.load(cfg.funasr_model, dtype, cfg.funasr_adapter or None, low_memory=cfg.low_memory)
-        asr.transcribe(np.zeros(16000, np.float32), generation=GenerationConfig(max_tokens=2))  # warm-up
     hotwords = [w.strip() for w in cfg.hotwords.split(",") if w.strip()]
     generation = GenerationConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
     task = TaskMode(cfg.funasr_task)
+    if asr is None:
+        dtype = {"auto": None, "fp32": mx.float32, "bf16": mx.bfloat16}[cfg.dtype]
+        asr = FunAsrNano.load(cfg.funasr_model, dtype, cfg.funasr_adapter or None, low_memory=cfg.low_memory)
+        # warm-up with this node's prompt: pages the weights in and leaves the prompt's template in the cache,
+        # so the first real segment is as fast as the rest
+        if task is not TaskMode.TRANSLATE_TO_EN:
+            prompt = (task, hotwords, cfg.itn)
+        else:  # translate()'s prompt has no hotwords; without an adapter every segment gets UnsupportedLanguage
+            prompt = (task if asr.can_translate else TaskMode.TRANSCRIBE, [], True)
+        asr.transcribe(np.zeros(16000, np.float32), *prompt, GenerationConfig(max_tokens=2))
 
     def recognize(samples: np.ndarray, partial: Partial) -> Transcript:
         tokens: list[int] = []

@@ -81,3 +81,21 @@ def test_partials_then_one_final(asr):
     assert fins[-1] is True and fins.count(True) == 1 and fins.count(False) >= 1
     assert [m["seq"] for _, m in texts] == list(range(1, len(texts) + 1))
     assert all(m["segment_id"] == 0 for _, m in texts)
+
+
+@pytest.mark.parametrize(
+    ("task", "want"),
+    [("transcribe_en", ("transcribe_en", ["通义", "千问"], False)), ("translate", ("transcribe", [], True))],
+)
+def test_warm_up_uses_the_nodes_prompt(asr, monkeypatch, task, want):
+    """The warm-up decodes this node's own prompt, so the prompt cache holds its template for the first segment
+    (translate without an adapter: every segment is an UnsupportedLanguage error, any prompt will do)."""
+    from dora_funasr_nano.nodes import funasr as funasr_node
+
+    calls = []
+    monkeypatch.setattr(FunAsrNano, "load", classmethod(lambda cls, *a, **k: asr))
+    real = asr.transcribe
+    monkeypatch.setattr(asr, "transcribe", lambda audio, *a: calls.append(a) or real(audio, *a))
+    funasr_node.make_recognizer(FunAsrConfig(funasr_task=task, hotwords="通义, 千问", itn=False))
+    ((task_used, hotwords, itn, generation),) = calls
+    assert (task_used.value, hotwords, itn) == want and generation.max_tokens == 2
