@@ -36,15 +36,17 @@ def load_local_translator(
     max_output_tokens: int = 256,
     temperature: float = 0.0,
     timeout_s: float | None = None,
+    n_threads: int | None = None,
 ) -> Any:
-    """A LlamaCppTranslator or LocalTranslator (MLX); raises ModelNotLoaded when the model is missing."""
+    """A LlamaCppTranslator or LocalTranslator (MLX); raises ModelNotLoaded when the model is missing.
+    n_threads: llama.cpp's CPU threads (None: all cores); MLX chooses its own."""
     from .gguf_convert import packaged_translator_dir, packaged_translator_gguf
 
     if choose_engine(model, engine) == "llama-cpp":
         from .llama_cpp_llm import LlamaCppTranslator
 
         path = packaged_translator_gguf() if model == PACKAGED else model
-        return LlamaCppTranslator(path, max_output_tokens, temperature, timeout_s=timeout_s)
+        return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s)
     from .local_llm import LocalTranslator
 
     path = str(packaged_translator_dir()) if model == PACKAGED else model

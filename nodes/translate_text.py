@@ -32,6 +32,7 @@ class TranslateTextConfig:
     translate_model: str = "packaged"  # packaged | path to a .gguf | mlx-lm folder or Hugging Face id
     translate_engine: str = "auto"  # auto (llama-cpp on Linux when installed, else mlx) | llama-cpp | mlx
     translate_timeout_s: float = 0.0  # > 0: a translation running longer fails (TranslationFailed) -> fallback
+    translate_threads: int = 0  # llama.cpp CPU threads; 0 = all cores (fewer leave room for the ASR node)
     max_output_tokens: int = 256
     temperature: float = 0.0
     context_sentences: int = 0  # previous transcripts of the session given as context
@@ -44,12 +45,14 @@ class TranslateTextConfig:
             raise ValueError(f"TRANSLATE_ENGINE must be one of {', '.join(ENGINES)}")
         if self.translate_timeout_s < 0:
             raise ValueError("TRANSLATE_TIMEOUT_S must be >= 0")
+        if self.translate_threads < 0:
+            raise ValueError("TRANSLATE_THREADS must be >= 0 (0: all cores)")
 
 
 def load_translator(cfg: TranslateTextConfig) -> Any:
     return load_local_translator(
         cfg.translate_model, cfg.translate_engine, cfg.max_output_tokens, cfg.temperature,
-        timeout_s=cfg.translate_timeout_s or None,
+        timeout_s=cfg.translate_timeout_s or None, n_threads=cfg.translate_threads or None,
     )  # fmt: skip
 
 

@@ -124,6 +124,19 @@ def test_llama_cpp_translates_streams_and_times_out(gguf_path, llama_cpp):
         llama_cpp.LlamaCppTranslator(gguf_path.with_name("missing.gguf"))
 
 
+def test_translate_threads_reach_llama_cpp(gguf_path, llama_cpp):
+    """TRANSLATE_THREADS=1 (translate-text) gives llama.cpp one thread, leaving the other cores to the ASR."""
+    from dora_funasr_nano.nodes.translate_text import TranslateTextConfig, load_translator
+
+    one = load_translator(TranslateTextConfig(translate_engine="llama-cpp", translate_threads=1, max_output_tokens=16))
+    assert one.llm.n_threads == 1
+    assert "hello" in one.translate("你好。").text.lower()
+    every = load_translator(TranslateTextConfig(translate_engine="llama-cpp", max_output_tokens=16))
+    assert every.llm.n_threads == llama_cpp.default_threads()
+    with pytest.raises(ValueError, match="TRANSLATE_THREADS"):
+        TranslateTextConfig(translate_threads=-1)
+
+
 def test_llm_fallback_node_against_a_real_llama_cpp_server(gguf_path, llama_cpp):
     from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, run
 
