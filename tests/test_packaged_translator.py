@@ -125,14 +125,14 @@ def test_llama_cpp_translates_streams_and_times_out(gguf_path, llama_cpp):
 
 
 def test_translate_threads_reach_llama_cpp(gguf_path, llama_cpp):
-    """TRANSLATE_THREADS=1 (translate-text) gives llama.cpp one thread, leaving the other cores to the ASR."""
+    """TRANSLATE_THREADS (translate-text) reaches llama.cpp; by default half the cores, the rest left to the ASR."""
     from dora_funasr_nano.nodes.translate_text import TranslateTextConfig, load_translator
 
     one = load_translator(TranslateTextConfig(translate_engine="llama-cpp", translate_threads=1, max_output_tokens=16))
     assert one.llm.n_threads == 1
     assert "hello" in one.translate("你好。").text.lower()
-    every = load_translator(TranslateTextConfig(translate_engine="llama-cpp", max_output_tokens=16))
-    assert every.llm.n_threads == llama_cpp.default_threads()
+    half = load_translator(TranslateTextConfig(translate_engine="llama-cpp", max_output_tokens=16))
+    assert half.llm.n_threads == max(1, llama_cpp.default_threads() // 2)
     with pytest.raises(ValueError, match="TRANSLATE_THREADS"):
         TranslateTextConfig(translate_threads=-1)
 
