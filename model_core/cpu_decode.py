@@ -1,4 +1,4 @@
-"""The Qwen3 decoder in numpy, for Linux CPUs (the audio encoder stays in MLX).
+"""The Qwen3 decoder in numpy, for Linux CPUs (cpu_encode.py does the same for the audio side).
 
 Why: on Linux, MLX's CPU backend hands every matmul to the system BLAS (OpenBLAS 0.3.21 on Debian 12), while
 numpy wheels bundle a newer OpenBLAS. Measured on our 2-core box (fp32): one token through the 151,936 x 1,024
@@ -9,6 +9,8 @@ The weights are zero-copy numpy views of the MLX parameters (fp32 only), so this
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from mlx_lm.models import qwen3
@@ -42,9 +44,14 @@ def _linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 class NumpyQwen3:
     """Qwen3 forward passes in numpy with a preallocated KV cache: `forward(prompt)` once, then one token at a
-    time. Same computation as mlx-lm's qwen3 (checked token for token in the tests)."""
+    time. Same computation as mlx-lm's qwen3 (checked token for token in the tests).
 
-    def __init__(self, llm: qwen3.Model, capacity: int) -> None:
+    A batch (`batch` > 1, `forward_batch` / `step_batch`) holds several prompts left-padded to one width: row b's
+    first `pad[b]` columns are padding, masked as keys, and its RoPE positions start at its first real column, so
+    every row computes what it would alone. The product of each layer is one GEMM over all rows.
+    """
+
+    def __init__(self, llm: qwen3.Model, capacity: int, pad: Sequence[int] = (0,)) -> None:
         args = llm.args
         self.eps = args.rms_norm_eps
         self.n_heads, self.n_kv = args.num_attention_heads, args.num_key_value_heads
@@ -55,53 +62,77 @@ class NumpyQwen3:
         self.final_norm = _view(llm.model.norm.weight)
         exponents = np.arange(0, self.head_dim // 2, dtype=np.float64) * 2 / self.head_dim
         self.inv_freq = (args.rope_theta**-exponents).astype(np.float32)
-        self.keys = np.zeros((len(self.layers), self.n_kv, capacity, self.head_dim), np.float32)
+        self.pad = np.asarray(pad, dtype=np.int64)
+        shape = (len(self.layers), len(self.pad), self.n_kv, capacity, self.head_dim)
+        self.keys = np.zeros(shape, np.float32)
         self.values = np.zeros_like(self.keys)
-        self.length = 0
+        self.length = 0  # columns filled, padding included
 
     def _rope(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Non-interleaved RoPE (mlx nn.RoPE traditional=False): the two halves rotate together. x: (T, heads, d)."""
-        theta = positions[:, None, None].astype(np.float32) * self.inv_freq
+        """Non-interleaved RoPE (mlx nn.RoPE traditional=False): the two halves rotate together.
+        x: (B, T, heads, d), positions: (B, T)."""
+        theta = positions[..., None, None].astype(np.float32) * self.inv_freq
         cos, sin = np.cos(theta), np.sin(theta)
         half = self.head_dim // 2
         x1, x2 = x[..., :half], x[..., half:]
         return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
-    def forward(self, h: np.ndarray) -> np.ndarray:
-        """h: (T, hidden) embeddings of the next T positions -> logits (vocab,) after the last one."""
-        steps, start = h.shape[0], self.length
-        end = start + steps
-        positions = np.arange(start, end)
+    def forward_batch(self, h: np.ndarray) -> np.ndarray:
+        """h: (B, T, hidden) embeddings of the next T columns of every row -> logits (B, vocab) after the last."""
+        rows, steps, _ = h.shape
+        start, end = self.length, self.length + steps
+        columns = np.arange(start, end)
+        positions = np.maximum(columns[None, :] - self.pad[:, None], 0)  # (B, T); padding columns: any position
+        keys_at = np.arange(end)
+        # (B, T, end): causal, never a row's padding, and a padding column sees itself (so it stays finite: its
+        # values are multiplied by zero weights, and 0 x NaN would spoil the real columns)
+        visible = (keys_at <= columns[:, None])[None] & (keys_at[None, None, :] >= self.pad[:, None, None])
+        visible |= (keys_at == columns[:, None])[None]
+        masked = not visible.all()
         group = self.n_heads // self.n_kv
         # a Python float: an np.float64 scale would turn the activations into float64, and numpy would then
         # cast every fp32 weight matrix to float64 before each product (10x slower)
         scale = self.head_dim**-0.5
-        causal = positions[:, None] >= np.arange(end)[None, :]  # (T, end): key s visible from position t
+        h = h.reshape(rows * steps, -1)
         for i, layer in enumerate(self.layers):
             x = _rms_norm(h, layer.norm_in, self.eps)
-            q = _rms_norm(_linear(x, layer.wq).reshape(steps, self.n_heads, self.head_dim), layer.q_norm, self.eps)
-            k = _rms_norm(_linear(x, layer.wk).reshape(steps, self.n_kv, self.head_dim), layer.k_norm, self.eps)
-            self.keys[i, :, start:end] = self._rope(k, positions).transpose(1, 0, 2)
-            self.values[i, :, start:end] = (
-                _linear(x, layer.wv).reshape(steps, self.n_kv, self.head_dim).transpose(1, 0, 2)
-            )
-            q = self._rope(q, positions).reshape(steps, self.n_kv, group, self.head_dim).transpose(1, 2, 0, 3)
-            scores = np.einsum("kgtd,ksd->kgts", q, self.keys[i, :, :end]) * scale
-            if steps > 1:
-                scores = np.where(causal, scores, -np.inf)
+            q = _linear(x, layer.wq).reshape(rows, steps, self.n_heads, self.head_dim)
+            k = _linear(x, layer.wk).reshape(rows, steps, self.n_kv, self.head_dim)
+            q, k = _rms_norm(q, layer.q_norm, self.eps), _rms_norm(k, layer.k_norm, self.eps)
+            self.keys[i, :, :, start:end] = self._rope(k, positions).transpose(0, 2, 1, 3)
+            v = _linear(x, layer.wv).reshape(rows, steps, self.n_kv, self.head_dim)
+            self.values[i, :, :, start:end] = v.transpose(0, 2, 1, 3)
+            q = self._rope(q, positions).reshape(rows, steps, self.n_kv, group, self.head_dim)
+            scores = np.einsum("btkgd,bksd->bkgts", q, self.keys[i, :, :, :end]) * scale
+            if masked:
+                scores = np.where(visible[:, None, None], scores, -np.inf)
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)
-            attn = np.einsum("kgts,ksd->tkgd", scores, self.values[i, :, :end]).reshape(steps, -1)
+            attn = np.einsum("bkgts,bksd->btkgd", scores, self.values[i, :, :, :end]).reshape(rows * steps, -1)
             h = h + _linear(attn, layer.wo)
             x = _rms_norm(h, layer.norm_post, self.eps)
             gate = _linear(x, layer.w_gate)
             h = h + _linear(gate / (1.0 + np.exp(-gate)) * _linear(x, layer.w_up), layer.w_down)
         self.length = end
         assert h.dtype == np.float32, h.dtype  # see `scale` above
-        return self.head @ _rms_norm(h[-1], self.final_norm, self.eps)
+        last = h.reshape(rows, steps, -1)[:, -1]
+        return _linear(_rms_norm(last, self.final_norm, self.eps), self.head)
+
+    def step_batch(self, tokens: Sequence[int]) -> np.ndarray:
+        """One new token per row -> logits (B, vocab)."""
+        return self.forward_batch(self.embed[np.asarray(tokens)][:, None])
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        """Drop the other rows (finished prompts) from the batch."""
+        rows = np.asarray(rows)
+        self.keys, self.values, self.pad = self.keys[:, rows], self.values[:, rows], self.pad[rows]
+
+    def forward(self, h: np.ndarray) -> np.ndarray:
+        """One prompt: h (T, hidden) -> logits (vocab,) after its last position."""
+        return self.forward_batch(h[None])[0]
 
     def step(self, token: int) -> np.ndarray:
-        return self.forward(self.embed[token][None])
+        return self.step_batch([token])[0]
 
 
 def _rows_in_common(saved: np.ndarray, prompt: np.ndarray) -> int:
@@ -133,14 +164,14 @@ class PromptCache:
 
     def prefill(self, decoder: NumpyQwen3, prompt: np.ndarray) -> np.ndarray:
         """decoder.forward(prompt) on a fresh decoder, reusing the shared leading rows; saves this prompt."""
-        if decoder.length:
-            raise ValueError("PromptCache.prefill needs a decoder that has not run yet")
+        if decoder.length or len(decoder.pad) != 1:
+            raise ValueError("PromptCache.prefill needs a one-row decoder that has not run yet")
         saved, shared = self._saved, 0  # one read: another thread may save meanwhile
         if saved is not None and (shared := _rows_in_common(saved[0], prompt)):
-            decoder.keys[:, :, :shared] = saved[1][:, :, :shared]
-            decoder.values[:, :, :shared] = saved[2][:, :, :shared]
+            decoder.keys[:, 0, :, :shared] = saved[1][:, :, :shared]
+            decoder.values[:, 0, :, :shared] = saved[2][:, :, :shared]
             decoder.length = shared
         logits = decoder.forward(prompt[shared:])
         end = len(prompt)
-        self._saved = (prompt.copy(), decoder.keys[:, :, :end].copy(), decoder.values[:, :, :end].copy())
+        self._saved = (prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy())
         return logits

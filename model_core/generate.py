@@ -166,30 +166,77 @@ def generate(
     return Generation(tokens, "length")
 
 
+class _MlxBatch:
+    """Left-padded prompts in mlx-lm's BatchKVCache (masks the padding, keeps each row's positions)."""
+
+    def __init__(self, llm, prompts: list[mx.array], config: GenerationConfig) -> None:  # noqa: ANN001
+        lengths = [p.shape[0] for p in prompts]
+        width, hidden = max(lengths), prompts[0].shape[1]
+        self.padded = mx.stack(
+            [mx.concatenate([mx.zeros((width - n, hidden), p.dtype), p]) for n, p in zip(lengths, prompts, strict=True)]
+        )
+        self.llm, self.sample = llm, _mlx_sampler(config)
+        self.cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
+
+    def first(self) -> list[int]:
+        return self.sample(prefill(self.llm, self.padded, self.cache)).tolist()
+
+    def next(self, tokens: list[int]) -> list[int]:
+        return self.sample(self.llm(mx.array(tokens)[:, None], cache=self.cache)[:, -1]).tolist()
+
+    def keep_rows(self, rows: list[int]) -> None:
+        keep = mx.array(rows)
+        for c in self.cache:
+            c.filter(keep)
+
+
+class _NumpyBatch:
+    """The same in numpy (cpu_decode.NumpyQwen3 with a batch): one GEMM per layer over all rows, weights read
+    once per step for the whole batch."""
+
+    def __init__(self, llm, prompts: list[mx.array], config: GenerationConfig) -> None:  # noqa: ANN001
+        lengths = [p.shape[0] for p in prompts]
+        width = max(lengths)
+        mx.eval(prompts)
+        self.padded = np.zeros((len(prompts), width, prompts[0].shape[1]), np.float32)
+        for row, (n, p) in enumerate(zip(lengths, prompts, strict=True)):
+            self.padded[row, width - n :] = np.array(p, dtype=np.float32)
+        self.decoder = NumpyQwen3(llm, width + config.max_tokens + 1, pad=[width - n for n in lengths])
+        self.config, self.rng = config, np.random.default_rng()
+
+    def _sample(self, logits: np.ndarray) -> list[int]:
+        return [_sample_numpy(row, self.config, self.rng) for row in logits]
+
+    def first(self) -> list[int]:
+        return self._sample(self.decoder.forward_batch(self.padded))
+
+    def next(self, tokens: list[int]) -> list[int]:
+        return self._sample(self.decoder.step_batch(tokens))
+
+    def keep_rows(self, rows: list[int]) -> None:
+        self.decoder.keep_rows(rows)
+
+
 def generate_batch(
     llm,  # noqa: ANN001
     prompts: list[mx.array],
     config: GenerationConfig,
     eos_token_ids: tuple[int, ...],
+    backend: str = "auto",
 ) -> list[Generation]:
-    """Several prompts (each (L_i, hidden)) decoded together: left-padded into one batch, with mlx-lm's
-    BatchKVCache masking the padding and keeping each row's positions, so every row decodes as it would alone.
-    Finished rows leave the batch."""
-    lengths = [p.shape[0] for p in prompts]
-    width = max(lengths)
-    hidden = prompts[0].shape[1]
-    padded = mx.stack(
-        [mx.concatenate([mx.zeros((width - n, hidden), p.dtype), p]) for n, p in zip(lengths, prompts, strict=True)]
-    )
-    cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
-    sample = _mlx_sampler(config)
-    tokens = sample(prefill(llm, padded, cache))
+    """Several prompts (each (L_i, hidden)) decoded together, left-padded into one batch with the padding masked
+    and each row's positions kept, so every row decodes as it would alone. Finished rows leave the batch.
+    backend: auto (numpy where generate() would use it), mlx or numpy."""
+    if backend == "auto":
+        backend = "numpy" if numpy_decode_available(llm) else "mlx"
+    batch = (_NumpyBatch if backend == "numpy" else _MlxBatch)(llm, prompts, config)
+    tokens = batch.first()
     results: list[Generation | None] = [None] * len(prompts)
     outputs: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))  # batch row -> prompt index
     for step in range(config.max_tokens):
         still = []
-        for row, (index, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+        for row, (index, token) in enumerate(zip(active, tokens, strict=True)):
             if done := _take(outputs[index], token, config, eos_token_ids):
                 results[index] = done
             else:
@@ -197,10 +244,8 @@ def generate_batch(
         if not still or step == config.max_tokens - 1:
             break
         if len(still) < len(active):
-            keep = mx.array(still)
-            for c in cache:
-                c.filter(keep)
-            tokens = tokens[keep]
+            batch.keep_rows(still)
+            tokens = [tokens[row] for row in still]
             active = [active[row] for row in still]
-        tokens = sample(llm(tokens[:, None], cache=cache)[:, -1])
+        tokens = batch.next(tokens)
     return [r if r is not None else Generation(outputs[i], "length") for i, r in enumerate(results)]

@@ -171,7 +171,9 @@ def test_repetition_guard():
     assert repeated_tail(list(range(100))) == 0
 
 
-def test_batched_decoding_equals_one_at_a_time(ours):
+@pytest.mark.parametrize("decode", ["auto", "mlx"])  # auto: the numpy batch on Linux CPUs
+def test_batched_decoding_equals_one_at_a_time(ours, decode, monkeypatch):
+    monkeypatch.setenv("DFN_DECODE", decode)
     audios = list(clips().values())
     cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
     single = [ours.transcribe(a, TaskMode.AUTO, generation=cfg) for a in audios]

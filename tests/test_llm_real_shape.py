@@ -78,3 +78,21 @@ def test_prompt_cache_reuses_the_shared_prefix_at_real_shapes(pair):
     assert cache.shared_rows(other) == 0
     with pytest.raises(ValueError, match="not run yet"):
         cache.prefill(decoder, second)
+
+
+def test_numpy_batch_rows_equal_single_prompts_at_real_shapes(pair):
+    """Two left-padded prompts of different lengths in one NumpyQwen3 batch: each row's logits, for the prompt
+    and for the next token, are the ones its prompt gives alone."""
+    _, ours = pair
+    rng = np.random.default_rng(2)
+    prompts = [rng.standard_normal((n, 1024)).astype(np.float32) * 0.5 for n in (36, 29)]
+    batch = np.zeros((2, 36, 1024), np.float32)
+    batch[0], batch[1, 7:] = prompts
+    decoder = NumpyQwen3(ours, 40, pad=[0, 7])
+    got, got_next = decoder.forward_batch(batch), decoder.step_batch([11, 12])
+    for row, (prompt, token) in enumerate(zip(prompts, (11, 12), strict=True)):
+        alone = NumpyQwen3(ours, 40)
+        want, want_next = alone.forward(prompt), alone.step(token)
+        for g, w in ((got[row], want), (got_next[row], want_next)):
+            assert np.abs(g - w).max() / np.abs(w).max() < 1e-5
+            assert int(np.argmax(g)) == int(np.argmax(w))
