@@ -46,7 +46,7 @@ class NumpyQwen3:
     """Qwen3 forward passes in numpy with a preallocated KV cache: `forward(prompt)` once, then one token at a
     time. Same computation as mlx-lm's qwen3 (checked token for token in the tests).
 
-    A batch (`batch` > 1, `forward_batch` / `step_batch`) holds several prompts left-padded to one width: row b's
+    A batch (`pad`: one entry per row; `forward_batch` / `step_batch`) holds prompts left-padded to one width: row b's
     first `pad[b]` columns are padding, masked as keys, and its RoPE positions start at its first real column, so
     every row computes what it would alone. The product of each layer is one GEMM over all rows.
     """

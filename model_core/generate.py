@@ -110,10 +110,10 @@ def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa:
 
 
 def _numpy_steps(
-    llm,
+    llm,  # noqa: ANN001
     prompt_embeddings: mx.array,
     config: GenerationConfig,
-    prompt_cache: PromptCache | None,  # noqa: ANN001
+    prompt_cache: PromptCache | None,
 ) -> Iterator[int]:
     decoder = NumpyQwen3(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
     rng = np.random.default_rng()
