@@ -17,11 +17,10 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import SAMPLE_RATE, check_segment
-from .cpu_decode import PromptCache
 from .errors import InvalidAudio, UnsupportedLanguage
 from .frontend import extract_features
 from .fun_asr_nano import Model
-from .generate import GenerationConfig, generate, generate_batch
+from .generate import GenerationConfig, PromptCache, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
 from .lora import apply_adapter
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
@@ -55,7 +54,7 @@ class FunAsrNano:
         self.model = model
         self.tokenizer = tokenizer
         self.model_dir = model_dir
-        self.prompt_cache = PromptCache()  # numpy decode path: the chat template's keys are computed once
+        self.prompt_cache = PromptCache()  # the chat template's keys are computed once per process
         # set by translation adapters (LoRA); the published checkpoint only transcribes (design.md §3)
         self.can_translate = False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -16,7 +17,7 @@ import numpy as np
 from mlx_lm.models.cache import BatchKVCache, KVCache
 from mlx_lm.sample_utils import make_sampler
 
-from .cpu_decode import NumpyQwen3, PromptCache
+from .cpu_decode import NumpyQwen3
 
 
 @dataclass
@@ -109,6 +110,71 @@ def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa:
     return llm.lm_head(hidden)
 
 
+def _shared_rows(saved: tuple | None, prompt: np.ndarray, backend: str) -> int:
+    """Leading rows of `prompt` equal to the saved prompt's (if saved by this backend), leaving at least the
+    prompt's last row (its logits are the result)."""
+    if saved is None or saved[0] != backend:
+        return 0
+    n = min(len(saved[1]), len(prompt) - 1)
+    same = np.all(saved[1][:n] == prompt[:n], axis=1)
+    return n if same.all() else int(same.argmin())
+
+
+class PromptCache:
+    """The keys and values of the last prompt, so that the next prompt skips the rows it begins with too.
+
+    Every Fun-ASR-Nano prompt starts with the same chat template and task text (20 of the 36 positions for 5 s of
+    audio), and a position's keys and values depend only on the rows up to it; llama.cpp reuses a shared prefix
+    the same way. The match is row by row, so hotwords or another task simply share fewer rows. One cache per
+    model (the saved keys belong to its weights); ~0.23 MB per saved position at Qwen3-0.6B's shapes (fp32).
+    Both decode paths use it: numpy (NumpyQwen3's arrays) and MLX (mlx-lm KVCache).
+    """
+
+    def __init__(self) -> None:
+        self._saved: tuple[str, np.ndarray, Any, Any] | None = None  # backend, rows, keys, values
+
+    def clear(self) -> None:
+        self._saved = None
+
+    def shared_rows(self, prompt: np.ndarray, backend: str = "numpy") -> int:
+        """How many leading rows of `prompt` the saved prompt has too (it always leaves one row to compute)."""
+        return _shared_rows(self._saved, prompt, backend)
+
+    def prefill(self, decoder: NumpyQwen3, prompt: np.ndarray) -> np.ndarray:
+        """decoder.forward(prompt) on a fresh one-row decoder, reusing the shared leading rows; saves this prompt."""
+        if decoder.length or len(decoder.pad) != 1:
+            raise ValueError("PromptCache.prefill needs a one-row decoder that has not run yet")
+        saved = self._saved  # read once: another thread may save meanwhile
+        shared = _shared_rows(saved, prompt, "numpy")
+        if shared:
+            decoder.keys[:, 0, :, :shared] = saved[2][:, :, :shared]
+            decoder.values[:, 0, :, :shared] = saved[3][:, :, :shared]
+            decoder.length = shared
+        logits = decoder.forward(prompt[shared:])
+        end = len(prompt)
+        self._saved = ("numpy", prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy())
+        return logits
+
+    def prefill_mlx(self, llm, prompt: mx.array, cache: list[KVCache]) -> mx.array:  # noqa: ANN001
+        """prefill(llm, prompt[None], cache) on fresh caches, reusing the shared leading rows; saves this prompt."""
+        if any(c.offset for c in cache):
+            raise ValueError("PromptCache.prefill_mlx needs caches that have not run yet")
+        rows = np.array(prompt.astype(mx.float32))
+        saved = self._saved
+        shared = _shared_rows(saved, rows, "mlx")
+        if shared:
+            for c, k, v in zip(cache, saved[2], saved[3], strict=True):
+                c.update_and_fetch(k[:, :, :shared], v[:, :, :shared])
+        logits = prefill(llm, prompt[None, shared:], cache)
+        end = prompt.shape[0]
+        # copies, not views: a view would keep the cache buffer shared, and every decode step would then copy it
+        keys = [mx.contiguous(c.keys[:, :, :end]) for c in cache]
+        values = [mx.contiguous(c.values[:, :, :end]) for c in cache]
+        mx.eval(logits, keys, values)
+        self._saved = ("mlx", rows, keys, values)
+        return logits
+
+
 def _numpy_steps(
     llm,  # noqa: ANN001
     prompt_embeddings: mx.array,
@@ -127,10 +193,18 @@ def _numpy_steps(
             token = _sample_numpy(decoder.step(token), config, rng)
 
 
-def _mlx_steps(llm, prompt_embeddings: mx.array, config: GenerationConfig) -> Iterator[int]:  # noqa: ANN001
+def _mlx_steps(
+    llm,  # noqa: ANN001
+    prompt_embeddings: mx.array,
+    config: GenerationConfig,
+    prompt_cache: PromptCache | None,
+) -> Iterator[int]:
     sample = _mlx_sampler(config)
     cache = make_cache(llm, prompt_embeddings.shape[0] + config.max_tokens + 1)
-    token = sample(prefill(llm, prompt_embeddings[None], cache))
+    if prompt_cache is None:
+        token = sample(prefill(llm, prompt_embeddings[None], cache))
+    else:
+        token = sample(prompt_cache.prefill_mlx(llm, prompt_embeddings, cache))
     mx.async_eval(token)
     for n in range(config.max_tokens):
         last = n + 1 == config.max_tokens
@@ -152,15 +226,12 @@ def generate(
     prompt_cache: PromptCache | None = None,
 ) -> Generation:
     """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded). backend: auto, mlx or numpy.
-    prompt_cache (numpy backend): reuse the keys and values of the rows this prompt shares with the last one."""
+    prompt_cache: reuse the keys and values of the rows this prompt shares with the last one."""
     if backend == "auto":
         backend = "numpy" if numpy_decode_available(llm) else "mlx"
-    if backend == "numpy":
-        steps = _numpy_steps(llm, prompt_embeddings, config, prompt_cache)
-    else:
-        steps = _mlx_steps(llm, prompt_embeddings, config)
+    steps = _numpy_steps if backend == "numpy" else _mlx_steps
     tokens: list[int] = []
-    for token in steps:
+    for token in steps(llm, prompt_embeddings, config, prompt_cache):
         if done := _take(tokens, token, config, eos_token_ids, on_token):
             return done
     return Generation(tokens, "length")

@@ -219,3 +219,26 @@ def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours
     # the rounding itself, through every layer of this random (badly conditioned) model
     full = ours.audio_rows(feats)
     assert float(mx.linalg.norm(got - full)) / float(mx.linalg.norm(full)) < 5e-2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "mlx"])
+def test_prompt_cache_reuses_the_template_and_keeps_the_tokens(ours, backend):
+    """Each prompt after the first skips the chat template's rows (all of them, no more: the audio rows differ)
+    and decodes the tokens a fresh prompt gives; hotwords change the template, so fewer rows are shared."""
+    from dora_funasr_nano.model_core.generate import PromptCache, generate
+    from dora_funasr_nano.model_core.prompts import chat_prompt, user_prompt
+
+    cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
+    eos, llm, cache = ours.model.args.eos_token_ids, ours.model.llm, PromptCache()
+    text = user_prompt(TaskMode.AUTO)
+    template = len(ours.tokenizer.encode(chat_prompt(text).prefix))
+    for i, audio in enumerate(list(clips().values())[:3]):
+        prompt = ours.prompt_embeddings(ours.audio_rows(ours.features(audio)), text)
+        rows = np.array(prompt.astype(mx.float32))
+        assert cache.shared_rows(rows, backend) == (template if i else 0)
+        reused = generate(llm, prompt, cfg, eos, backend=backend, prompt_cache=cache)
+        assert reused.tokens == generate(llm, prompt, cfg, eos, backend=backend).tokens
+    hot = ours.prompt_embeddings(ours.audio_rows(ours.features(audio)), user_prompt(TaskMode.AUTO, ["阿里巴巴"]))
+    assert 0 < cache.shared_rows(np.array(hot.astype(mx.float32)), backend) < template
+    cache.clear()
+    assert cache.shared_rows(rows, backend) == 0
