@@ -462,7 +462,35 @@ def table(report: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     return title, ["stage", *columns], rows
 
 
+RATIO_STAGES = ("encoder_ms", "prefill_ms", "decode_ms_per_token", "total_ms")
+
+
+def ratios(report: dict[str, Any], baseline: str = "ours") -> dict[str, dict[str, dict[str, float]]]:
+    """Every other implementation's stage times over the baseline's, per audio length: numbers from one run of
+    this command, so they compare what the run-to-run drift of a shared machine does not let single times do."""
+    results = report["results"]
+    if baseline not in results:
+        return {}
+    base = results[baseline]["stages"]
+    return {
+        impl: {sec: {k: res["stages"][sec][k] / base[sec][k] for k in RATIO_STAGES} for sec in base}
+        for impl, res in results.items()
+        if impl != baseline
+    }
+
+
 def print_report(report: dict[str, Any]) -> None:
+    print_table(report)
+    for impl, per_length in report.get("ratios", {}).items():
+        cells = "; ".join(
+            f"{sec} s: total {r['total_ms']:.2f}x, encoder {r['encoder_ms']:.2f}x, prefill {r['prefill_ms']:.2f}x, "
+            f"decode {r['decode_ms_per_token']:.2f}x"
+            for sec, r in per_length.items()
+        )
+        print(f"{impl} / ours (this run): {cells}")
+
+
+def print_table(report: dict[str, Any]) -> None:
     title, header, rows = table(report)
     try:
         from rich.console import Console
@@ -570,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
         "floors": floors(args, counts, roof, opts.dtype, opts),
         "results": {impl: run_child(impl, opts) for impl in opts.impl},
     }
+    report["ratios"] = ratios(report)
     print_report(report)
     if opts.json:
         Path(opts.json).write_text(json.dumps(report, indent=2))

@@ -7,7 +7,8 @@ import pytest
 
 from dora_funasr_nano.model_core import bench
 
-STAGES = ("frontend_ms", "encoder_ms", "prefill_ms", "decode_ms_per_token", "total_ms", "prompt_positions")
+STAGES = ("frontend_ms", "encoder_ms", "prefill_ms", "prefill_first_ms", "decode_ms_per_token", "total_ms")
+STAGES += ("prompt_positions",)
 
 
 def test_tiny_benchmark_reports_both_implementations(tmp_path, capsys):
@@ -16,7 +17,8 @@ def test_tiny_benchmark_reports_both_implementations(tmp_path, capsys):
     bench.main(["--tiny", "--repeats", "1", "--seconds", "1", "--decode-tokens", "3", "--json", str(out)])
     report = json.loads(out.read_text())
 
-    assert "ours 1 s" in capsys.readouterr().out  # the table was printed
+    printed = capsys.readouterr().out
+    assert "ours 1 s" in printed and "mlx-audio / ours (this run): 1 s: total" in printed
     assert {"platform", "cpu_count", "mlx", "openblas_loaded"} <= report["machine"].keys()
     assert report["roofline"]["gemm_gflops"] > 0 and report["roofline"]["copy_gbps"] > 0
     assert all(n > 0 for n in report["params"].values())
@@ -31,6 +33,9 @@ def test_tiny_benchmark_reports_both_implementations(tmp_path, capsys):
         assert stages["prompt_positions"] == floor["prompt_positions"] == 25 + stages["audio_rows"]
         assert result["peak_rss_mb"] > 0 and result["weights_mb"] > 0 and result["mlx_peak_mb"] > 0
     assert report["results"]["ours"]["weights_mb"] == pytest.approx(report["results"]["mlx-audio"]["weights_mb"])
+    for impl in ("ours-low-memory", "mlx-audio"):  # same-run ratios against ours
+        want = report["results"][impl]["stages"]["1"]["total_ms"] / report["results"]["ours"]["stages"]["1"]["total_ms"]
+        assert report["ratios"][impl]["1"]["total_ms"] == pytest.approx(want)
     # the low-memory option halves the audio weights and nothing else
     audio = (report["params"]["encoder"] + report["params"]["adaptor"]) * 2 / 2**20
     low = report["results"]["ours-low-memory"]["weights_mb"]
