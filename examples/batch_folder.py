@@ -17,11 +17,11 @@ from pathlib import Path
 from common import Transcriber
 from tqdm import tqdm
 
-from dora_funasr_nano.model_core.audio import load_audio
-from dora_funasr_nano.model_core.blas import ensure_fast_blas
-from dora_funasr_nano.model_core.errors import FunAsrNanoError
-from dora_funasr_nano.model_core.translators import load_local_translator
-from dora_funasr_nano.model_core.vad import SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.speech.audio import load_audio
+from dora_funasr_nano.model_core.speech.vad import SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.translation.local import load_local_translator
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 

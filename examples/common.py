@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from dora_funasr_nano.model_core.api import FunAsrNano, TranslationConfig
-from dora_funasr_nano.model_core.sentences import translate_by_sentence
+from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano, TranslationConfig
+from dora_funasr_nano.model_core.translation.sentences import translate_by_sentence
 
 
 class Transcriber:
@@ -17,7 +17,7 @@ class Transcriber:
     def __init__(self, funasr: str | None = None) -> None:
         self.funasr = FunAsrNano.load(funasr) if funasr else None
         if self.funasr is None:
-            from dora_funasr_nano.model_core.whisper_asr import WhisperRecognizer
+            from dora_funasr_nano.model_core.speech.whisper import WhisperRecognizer
 
             self.whisper = WhisperRecognizer()
 

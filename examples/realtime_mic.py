@@ -16,11 +16,11 @@ import time
 import numpy as np
 from common import Transcriber, say
 
-from dora_funasr_nano.model_core.audio import SAMPLE_RATE, iter_audio_file
-from dora_funasr_nano.model_core.blas import ensure_fast_blas
-from dora_funasr_nano.model_core.errors import FunAsrNanoError
-from dora_funasr_nano.model_core.translators import load_local_translator
-from dora_funasr_nano.model_core.vad import SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, iter_audio_file
+from dora_funasr_nano.model_core.speech.vad import SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.translation.local import load_local_translator
 
 BLOCK_S = 0.1
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from dora_funasr_nano.model_core.audio import SAMPLE_RATE, iter_audio_file
-from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
+from dora_funasr_nano.model_core.common.errors import DeviceUnavailable, FunAsrNanoError
+from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, iter_audio_file
 
 from .config import load_config
 from .contract import audio_message, error_message, now

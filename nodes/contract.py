@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dora_funasr_nano.model_core.audio import normalize
-from dora_funasr_nano.model_core.errors import FunAsrNanoError, InvalidAudio
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, InvalidAudio
+from dora_funasr_nano.model_core.speech.audio import normalize
 
 # Keys that identify and time one utterance; every node copies them from input to output.
 SEGMENT_KEYS = ("session_id", "segment_id", "start_s", "end_s", "captured_at")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dora_funasr_nano.model_core.blas import ensure_fast_blas
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas
 
 from .config import load_config
 from .speech_node import Partial, Recognize, SpeechToTextNode, Transcript
@@ -47,9 +47,9 @@ class FunAsrConfig:
 def make_recognizer(cfg: FunAsrConfig, asr=None) -> Recognize:  # noqa: ANN001 - a model_core FunAsrNano
     import mlx.core as mx
 
-    from dora_funasr_nano.model_core.api import FunAsrNano, TranslationConfig
-    from dora_funasr_nano.model_core.generate import GenerationConfig
-    from dora_funasr_nano.model_core.prompts import TaskMode
+    from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano, TranslationConfig
+    from dora_funasr_nano.model_core.fun_asr_nano.generate import GenerationConfig
+    from dora_funasr_nano.model_core.fun_asr_nano.prompts import TaskMode
 
     hotwords = [w.strip() for w in cfg.hotwords.split(",") if w.strip()]
     generation = GenerationConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature)

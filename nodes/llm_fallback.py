@@ -35,9 +35,10 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from dora_funasr_nano.model_core.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
-from dora_funasr_nano.model_core.remote_llm import RemoteTranslator, require_text
-from dora_funasr_nano.model_core.sentences import SentenceStreamer
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
+from dora_funasr_nano.model_core.translation.base import require_text
+from dora_funasr_nano.model_core.translation.remote import RemoteTranslator
+from dora_funasr_nano.model_core.translation.sentences import SentenceStreamer
 
 from .config import load_config
 from .contract import error_message, read_error, read_text, segment_ids, send_ready, text_message

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dora_funasr_nano.model_core.audio import check_segment
-from dora_funasr_nano.model_core.errors import FunAsrNanoError, ModelNotLoaded, NoSpeech, RecognitionFailed
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, ModelNotLoaded, NoSpeech, RecognitionFailed
+from dora_funasr_nano.model_core.speech.audio import check_segment
 
 from .contract import error_message, read_audio, segment_ids, send_ready, text_message
 from .events import input_events

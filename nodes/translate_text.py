@@ -17,10 +17,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from dora_funasr_nano.model_core.blas import ensure_fast_blas
-from dora_funasr_nano.model_core.errors import FunAsrNanoError
-from dora_funasr_nano.model_core.llama_cpp_llm import default_threads
-from dora_funasr_nano.model_core.translators import ENGINES, load_local_translator
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.translation.llama_cpp import default_threads
+from dora_funasr_nano.model_core.translation.local import ENGINES, load_local_translator
 
 from .config import load_config
 from .llm_fallback import LlmFallbackNode

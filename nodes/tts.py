@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from dora_funasr_nano.model_core.errors import DeviceUnavailable, FunAsrNanoError
-from dora_funasr_nano.model_core.tts import Synthesizer, make_synthesizer
+from dora_funasr_nano.model_core.common.errors import DeviceUnavailable, FunAsrNanoError
+from dora_funasr_nano.model_core.speech.tts import Synthesizer, make_synthesizer
 
 from .config import load_config
 from .contract import audio_message, error_message, read_text, segment_ids

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, fields
 
-from dora_funasr_nano.model_core.audio import SAMPLE_RATE, count_nonfinite
-from dora_funasr_nano.model_core.errors import FunAsrNanoError
-from dora_funasr_nano.model_core.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinite
+from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
 
 from .config import load_config
 from .contract import audio_message, error_message, read_audio

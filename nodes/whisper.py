@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dora_funasr_nano.model_core.whisper_asr import TASKS, WhisperRecognizer
+from dora_funasr_nano.model_core.speech.whisper import TASKS, WhisperRecognizer
 
 from .config import load_config
 from .speech_node import Partial, Recognize, SpeechToTextNode, Transcript

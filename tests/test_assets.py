@@ -2,9 +2,9 @@ import hashlib
 
 import pytest
 
-from dora_funasr_nano.model_core.assets import WHISPER_BASE, SplitModel
-from dora_funasr_nano.model_core.errors import ModelNotLoaded
-from dora_funasr_nano.model_core.vad import SILERO_ONNX_SHA256, silero_model_path
+from dora_funasr_nano.model_core.common.assets import WHISPER_BASE, SplitModel
+from dora_funasr_nano.model_core.common.errors import ModelNotLoaded
+from dora_funasr_nano.model_core.speech.vad import SILERO_ONNX_SHA256, silero_model_path
 
 
 def fake_parts(tmp_path, monkeypatch, chunks):

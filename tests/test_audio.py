@@ -3,20 +3,14 @@ import pytest
 import soundfile as sf
 from dfn_testing import read16k, zh_clip
 
-from dora_funasr_nano.model_core.audio import (
-    check_segment,
-    iter_audio_file,
-    load_audio,
-    normalize,
-    to_float32,
-)
-from dora_funasr_nano.model_core.errors import (
+from dora_funasr_nano.model_core.common.errors import (
     AudioTooLong,
     AudioTooShort,
     AudioUnreadable,
     EmptyAudio,
     InvalidAudio,
 )
+from dora_funasr_nano.model_core.speech.audio import check_segment, iter_audio_file, load_audio, normalize, to_float32
 
 
 def test_int16_scaled_and_float_kept():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from dora_funasr_nano.model_core import bench
+from dora_funasr_nano.model_core.tools import bench
 
 STAGES = ("frontend_ms", "encoder_ms", "prefill_ms", "prefill_first_ms", "decode_ms_per_token", "total_ms")
 STAGES += ("prompt_positions",)

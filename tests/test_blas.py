@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from dora_funasr_nano.model_core import blas
+from dora_funasr_nano.model_core.common import blas
 
 SCRIPT = """
 import sys
-from dora_funasr_nano.model_core.blas import ensure_fast_blas, openblas_loaded
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas, openblas_loaded
 import numpy  # numpy's own OpenBLAS must not be mistaken for the one MLX uses
 ensure_fast_blas()
 print(openblas_loaded(), sys.argv[1:])

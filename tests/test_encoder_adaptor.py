@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from parity import import_funasr
 
-from dora_funasr_nano.model_core import cpu_encode
-from dora_funasr_nano.model_core.adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
-from dora_funasr_nano.model_core.encoder import EncoderArgs, SenseVoiceEncoderSmall
+from dora_funasr_nano.model_core.fun_asr_nano.adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
+from dora_funasr_nano.model_core.fun_asr_nano.backends import numpy_encoder
+from dora_funasr_nano.model_core.fun_asr_nano.encoder import EncoderArgs, SenseVoiceEncoderSmall
 
 TINY_ENC = dict(
     input_size=560, output_size=16, attention_heads=4, linear_units=32, num_blocks=3, tp_blocks=2, kernel_size=11
@@ -122,7 +122,7 @@ def test_encoder_and_adaptor_match_funasr(tiny, t):
     out = enc(mx.array(x))
     assert out.shape == (2, t, 16)
     assert rel_err(out, ref) < TOL
-    assert rel_err(mx.array(cpu_encode.encode(enc, x[0])), ref[:1][0]) < TOL  # the numpy path, one segment
+    assert rel_err(mx.array(numpy_encoder.encode(enc, x[0])), ref[:1][0]) < TOL  # the numpy path, one segment
 
     ref_a, ref_lens = run_torch_adaptor(ada_t, ref, [t, t])
     out_a, lens = ada(mx.array(ref))
@@ -258,7 +258,7 @@ def test_real_shapes_match_funasr():
     out_a, lens = ada(out)
     assert out_a.shape == (1, t, 1024) and lens.tolist() == [t]
     assert rel_err(out, ref) < TOL
-    assert rel_err(mx.array(cpu_encode.encode(enc, x[0])), ref[0]) < TOL  # the numpy path
+    assert rel_err(mx.array(numpy_encoder.encode(enc, x[0])), ref[0]) < TOL  # the numpy path
     assert rel_err(out_a, ref_a) < TOL
 
 
@@ -306,14 +306,14 @@ def test_fake_token_len():
     assert [fake_token_len(t) for t in (1, 2, 8, 9, 84)] == [1, 1, 1, 2, 11]
 
 
-def test_numpy_encoder_equals_the_mlx_encoder(monkeypatch):
-    """cpu_encode.encode (one unpadded segment, numpy) against SenseVoiceEncoderSmall (MLX) on random weights."""
+def test_numpy_encoder_equals_the_mlx_encoder():
+    """numpy_encoder.encode (one unpadded segment, numpy) against SenseVoiceEncoderSmall (MLX) on random weights."""
     import mlx.core as mx
     import numpy as np
     from mlx.utils import tree_flatten, tree_map
 
-    from dora_funasr_nano.model_core import cpu_encode
-    from dora_funasr_nano.model_core.encoder import EncoderArgs, SenseVoiceEncoderSmall
+    from dora_funasr_nano.model_core.fun_asr_nano.backends import numpy_encoder
+    from dora_funasr_nano.model_core.fun_asr_nano.encoder import EncoderArgs, SenseVoiceEncoderSmall
 
     encoder = SenseVoiceEncoderSmall(EncoderArgs(input_size=24, output_size=16, attention_heads=2, linear_units=32,
                                                  num_blocks=3, tp_blocks=2, kernel_size=11))  # fmt: skip
@@ -325,20 +325,20 @@ def test_numpy_encoder_equals_the_mlx_encoder(monkeypatch):
     for t in (1, 7, 40):
         feats = rng.standard_normal((t, 24)).astype(np.float32)
         want = np.asarray(encoder(mx.array(feats)[None])[0])
-        got = cpu_encode.encode(encoder, feats)
+        got = numpy_encoder.encode(encoder, feats)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
-    assert cpu_encode.numpy_encode_available(encoder)
+    assert numpy_encoder.supports(encoder)
     encoder.set_dtype(mx.bfloat16)  # the low-memory option: each tensor widened as it is used, the same products
-    assert cpu_encode.numpy_encode_available(encoder)
+    assert numpy_encoder.supports(encoder)
     want = np.asarray(encoder(mx.array(feats)[None])[0])
-    np.testing.assert_allclose(cpu_encode.encode(encoder, feats), want, rtol=0, atol=1e-5 * np.abs(want).max())
-    monkeypatch.setenv("DFN_ENCODE", "mlx")
-    assert not cpu_encode.numpy_encode_available(encoder)
+    np.testing.assert_allclose(numpy_encoder.encode(encoder, feats), want, rtol=0, atol=1e-5 * np.abs(want).max())
+    encoder.set_dtype(mx.float16)  # not a dtype the numpy backend reads: this encoder stays in MLX
+    assert not numpy_encoder.supports(encoder)
 
 
 @pytest.mark.parametrize("downsample_rate", [1, 2])
 def test_numpy_adaptor_equals_the_mlx_adaptor(downsample_rate):
-    """cpu_encode.adapt (channels-first numpy) against AudioAdaptor (MLX), fp32 and bf16 weights."""
+    """numpy_encoder.adapt (channels-first numpy) against AudioAdaptor (MLX), fp32 and bf16 weights."""
     from mlx.utils import tree_map
 
     adaptor = AudioAdaptor(AdaptorArgs(downsample_rate=downsample_rate, encoder_dim=16, llm_dim=32, ffn_dim=24,
@@ -351,6 +351,6 @@ def test_numpy_adaptor_equals_the_mlx_adaptor(downsample_rate):
         for t in (1, 7, 40):
             x = rng.standard_normal((t, 16)).astype(np.float32)
             want = np.asarray(adaptor(mx.array(x)[None])[0][0].astype(mx.float32))
-            got = cpu_encode.adapt(adaptor, np.ascontiguousarray(x.T))
+            got = numpy_encoder.adapt(adaptor, np.ascontiguousarray(x.T))
             assert got.shape == want.shape == (-(-t // downsample_rate), 32)
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

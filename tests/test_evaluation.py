@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from dora_funasr_nano.model_core import evaluation as ev
+from dora_funasr_nano.model_core.tools import evaluation as ev
 
 MANIFEST = [
     {"id": "a", "level": 1, "zh": "你好，世界！", "en": "Hello, world!"},

@@ -7,7 +7,7 @@ import pytest
 from dfn_testing import read16k, zh_clip
 from parity import import_funasr, require
 
-from dora_funasr_nano.model_core.frontend import (
+from dora_funasr_nano.model_core.fun_asr_nano.frontend import (
     FrontendConfig,
     _mel_matrix,
     apply_lfr,

@@ -7,8 +7,7 @@ import pytest
 from dfn_testing import read16k, zh_clip
 from mlx.utils import tree_map
 
-from dora_funasr_nano.model_core.api import FunAsrNano
-from dora_funasr_nano.model_core.errors import (
+from dora_funasr_nano.model_core.common.errors import (
     AudioTooLong,
     AudioTooShort,
     EmptyAudio,
@@ -16,9 +15,11 @@ from dora_funasr_nano.model_core.errors import (
     ModelNotLoaded,
     UnsupportedLanguage,
 )
-from dora_funasr_nano.model_core.generate import GenerationConfig, repeated_tail
-from dora_funasr_nano.model_core.loading import load_model
-from dora_funasr_nano.model_core.prompts import TaskMode
+from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano
+from dora_funasr_nano.model_core.fun_asr_nano.backends import Backends
+from dora_funasr_nano.model_core.fun_asr_nano.generate import GenerationConfig, repeated_tail
+from dora_funasr_nano.model_core.fun_asr_nano.loading import load_model
+from dora_funasr_nano.model_core.fun_asr_nano.prompts import TaskMode
 
 MAX_NEW = 12
 
@@ -76,7 +77,7 @@ def test_greedy_tokens_identical_to_upstream(ours, references, name):
 
 def test_prompts_as_upstream_builds_them(tiny, ours):
     model = tiny.torch_model
-    from dora_funasr_nano.model_core.prompts import user_prompt
+    from dora_funasr_nano.model_core.fun_asr_nano.prompts import user_prompt
 
     assert user_prompt(TaskMode.AUTO) == model.get_prompt([], None, True) == "语音转写："
     assert user_prompt(TaskMode.TRANSCRIBE) == model.get_prompt([], "中文", True) == "语音转写成中文："
@@ -121,7 +122,7 @@ class Echo:
         self.calls = []
 
     def translate(self, text, *, source_language="zh", context=(), on_partial=None):
-        from dora_funasr_nano.model_core.remote_llm import Translation
+        from dora_funasr_nano.model_core.translation.base import Translation
 
         self.calls.append(text)
         return Translation(f"EN[{text}]", 1, "stop", 0.0)
@@ -129,8 +130,8 @@ class Echo:
 
 @pytest.mark.parametrize("by_sentence", [False, True])
 def test_two_stage_translate_transcribes_then_translates(ours, by_sentence):
-    from dora_funasr_nano.model_core.api import TranslationConfig
-    from dora_funasr_nano.model_core.sentences import split_sentences
+    from dora_funasr_nano.model_core.fun_asr_nano.api import TranslationConfig
+    from dora_funasr_nano.model_core.translation.sentences import split_sentences
 
     audio = read16k(zh_clip("jishu"))
     transcript = ours.transcribe(audio).text
@@ -171,9 +172,9 @@ def test_repetition_guard():
     assert repeated_tail(list(range(100))) == 0
 
 
-@pytest.mark.parametrize("decode", ["auto", "mlx"])  # auto: the numpy batch on Linux CPUs
+@pytest.mark.parametrize("decode", ["numpy", "mlx"])  # numpy: the Linux CPU default (auto)
 def test_batched_decoding_equals_one_at_a_time(ours, decode, monkeypatch):
-    monkeypatch.setenv("DFN_DECODE", decode)
+    monkeypatch.setattr(ours, "backends", Backends(ours.backends.encoder, decode))
     audios = list(clips().values())
     cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
     single = [ours.transcribe(a, TaskMode.AUTO, generation=cfg) for a in audios]
@@ -184,8 +185,8 @@ def test_batched_decoding_equals_one_at_a_time(ours, decode, monkeypatch):
 
 @pytest.mark.parametrize("name", ["1.4s", "4.1s"])
 def test_numpy_decode_path_equals_mlx_decode(ours, name):
-    from dora_funasr_nano.model_core.generate import generate
-    from dora_funasr_nano.model_core.prompts import user_prompt
+    from dora_funasr_nano.model_core.fun_asr_nano.generate import generate
+    from dora_funasr_nano.model_core.fun_asr_nano.prompts import user_prompt
 
     prompt = ours.prompt_embeddings(ours.audio_rows(ours.features(clips()[name])), user_prompt(TaskMode.AUTO))
     cfg = GenerationConfig(max_tokens=16, repetition_guard=False)
@@ -199,11 +200,11 @@ def test_numpy_decode_path_equals_mlx_decode(ours, name):
     ] * 2
 
 
-def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours, monkeypatch):
+def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours):
     from mlx.utils import tree_flatten
 
-    monkeypatch.setenv("DFN_ENCODE", "mlx")  # both sides in the MLX encoder (bf16 weights never take the numpy one)
-    small = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, low_memory=True)
+    # both sides in the MLX encoder (the numpy encoder's bf16 path is tested in test_encoder_adaptor.py)
+    small = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, low_memory=True, backend="mlx")
     dtypes = {k: v.dtype for k, v in tree_flatten(small.model.parameters())}
     assert {d for k, d in dtypes.items() if k.startswith(("audio_encoder.", "audio_adaptor."))} == {mx.bfloat16}
     assert {d for k, d in dtypes.items() if k.startswith("llm.")} == {mx.float32}
@@ -211,7 +212,7 @@ def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours
     got = small.audio_rows(feats)
     assert got.dtype == mx.float32  # bf16 weights are widened inside each product
     # exactly the fp32 model with its audio weights rounded to bf16: the arithmetic itself stays fp32
-    rounded = FunAsrNano.load(tiny.official_dir, dtype=mx.float32)
+    rounded = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, backend="mlx")
     for part in (rounded.model.audio_encoder, rounded.model.audio_adaptor):
         part.update(tree_map(lambda w: w.astype(mx.bfloat16).astype(mx.float32), part.parameters()))
     want = rounded.audio_rows(feats)
@@ -225,8 +226,9 @@ def test_low_memory_stores_audio_weights_in_bf16_and_computes_in_fp32(tiny, ours
 def test_prompt_cache_reuses_the_template_and_keeps_the_tokens(ours, backend):
     """Each prompt after the first skips the chat template's rows (all of them, no more: the audio rows differ)
     and decodes the tokens a fresh prompt gives; hotwords change the template, so fewer rows are shared."""
-    from dora_funasr_nano.model_core.generate import PromptCache, generate
-    from dora_funasr_nano.model_core.prompts import chat_prompt, user_prompt
+    from dora_funasr_nano.model_core.fun_asr_nano.cache import PromptCache
+    from dora_funasr_nano.model_core.fun_asr_nano.generate import generate
+    from dora_funasr_nano.model_core.fun_asr_nano.prompts import chat_prompt, user_prompt
 
     cfg = GenerationConfig(max_tokens=MAX_NEW, repetition_guard=False)
     eos, llm, cache = ours.model.args.eos_token_ids, ours.model.llm, PromptCache()
@@ -242,3 +244,26 @@ def test_prompt_cache_reuses_the_template_and_keeps_the_tokens(ours, backend):
     assert 0 < cache.shared_rows(np.array(hot.astype(mx.float32)), backend) < template
     cache.clear()
     assert cache.shared_rows(rows, backend) == 0
+
+
+def test_backend_is_chosen_once_and_reported(tiny, ours, monkeypatch):
+    """auto picks numpy on this CPU for fp32 weights; every Result says what computed it; numpy is refused (not
+    silently replaced) where it cannot run; $DFN_BACKEND is only the default."""
+    audio = read16k(zh_clip("jishu"))
+    cfg = GenerationConfig(max_tokens=3)
+    assert ours.backends == Backends("numpy", "numpy")
+    assert ours.transcribe(audio, generation=cfg).backends == Backends("numpy", "numpy")
+    assert {r.backends for r in ours.transcribe_batch([audio, audio[:16000]], generation=cfg)} == {
+        Backends("mlx", "numpy")  # a padded batch's encoder pass is MLX's
+    }
+    on_mlx = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, backend="mlx")
+    result = on_mlx.transcribe(audio, generation=cfg)
+    assert result.backends == Backends("mlx", "mlx") and result.tokens == ours.transcribe(audio, generation=cfg).tokens
+    monkeypatch.setenv("DFN_BACKEND", "mlx")
+    assert FunAsrNano.load(tiny.official_dir, dtype=mx.float32).backends == Backends("mlx", "mlx")
+    assert FunAsrNano.load(tiny.official_dir, dtype=mx.float32, backend="numpy").backends == Backends("numpy", "numpy")
+    with pytest.raises(ValueError, match="numpy backend needs"):
+        FunAsrNano.load(tiny.official_dir, dtype=mx.bfloat16, backend="numpy")
+    assert FunAsrNano.load(tiny.official_dir, dtype=mx.bfloat16, backend="auto").backends == Backends("numpy", "mlx")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        FunAsrNano.load(tiny.official_dir, backend="cuda")

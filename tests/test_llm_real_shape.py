@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from parity import import_funasr
 
-from dora_funasr_nano.model_core.cpu_decode import NumpyQwen3
-from dora_funasr_nano.model_core.generate import PromptCache, make_cache, prefill
+from dora_funasr_nano.model_core.fun_asr_nano.backends.numpy_decoder import NumpyQwen3
+from dora_funasr_nano.model_core.fun_asr_nano.cache import PromptCache, make_cache, prefill
 
 QWEN3_0_6B = {
     "model_type": "qwen3", "hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072,

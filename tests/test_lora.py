@@ -9,10 +9,11 @@ from dfn_testing import read16k, zh_clip
 from mlx.utils import tree_flatten
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
-from dora_funasr_nano.model_core.api import FunAsrNano
-from dora_funasr_nano.model_core.errors import ModelNotLoaded
-from dora_funasr_nano.model_core.generate import GenerationConfig, prefill
-from dora_funasr_nano.model_core.prompts import TaskMode, user_prompt
+from dora_funasr_nano.model_core.common.errors import ModelNotLoaded
+from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano
+from dora_funasr_nano.model_core.fun_asr_nano.cache import prefill
+from dora_funasr_nano.model_core.fun_asr_nano.generate import GenerationConfig
+from dora_funasr_nano.model_core.fun_asr_nano.prompts import TaskMode, user_prompt
 
 LORA = {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"]}
 
@@ -38,7 +39,7 @@ def write_adapter(tiny, path, task="translate"):
 
 def last_logits(asr, audio):
     prompt = asr.prompt_embeddings(asr.audio_rows(asr.features(audio)), user_prompt(TaskMode.TRANSLATE_TO_EN))
-    from dora_funasr_nano.model_core.generate import make_cache
+    from dora_funasr_nano.model_core.fun_asr_nano.cache import make_cache
 
     return prefill(asr.model.llm, prompt[None], make_cache(asr.model.llm, prompt.shape[0] + 1))[0]
 
@@ -54,8 +55,8 @@ def test_fused_adapter_equals_the_lora_model_and_enables_translation(tiny, tmp_p
     assert fused.can_translate and not base.can_translate
     result = fused.translate(audio)
     assert result.finish_reason in ("eos", "length", "repetition")
-    from dora_funasr_nano.model_core.api import TranslationConfig
-    from dora_funasr_nano.model_core.sentences import split_sentences
+    from dora_funasr_nano.model_core.fun_asr_nano.api import TranslationConfig
+    from dora_funasr_nano.model_core.translation.sentences import split_sentences
 
     sentences = []
     streamed = fused.translate(
@@ -69,7 +70,7 @@ def test_fused_adapter_equals_the_lora_model_and_enables_translation(tiny, tmp_p
     else:
         assert sentences == expected
     # the numpy decode path sees the fused weights: same tokens as the MLX path
-    from dora_funasr_nano.model_core.generate import generate
+    from dora_funasr_nano.model_core.fun_asr_nano.generate import generate
 
     prompt = fused.prompt_embeddings(fused.audio_rows(fused.features(audio)), user_prompt(TaskMode.TRANSLATE_TO_EN))
     cfg = GenerationConfig(max_tokens=8, repetition_guard=False)

@@ -10,7 +10,7 @@ import pytest
 from dfn_testing import RecordingNode, event, read16k, zh_clip
 from dora_graphs import dora_run, finals
 
-from dora_funasr_nano.model_core.api import FunAsrNano
+from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano
 from dora_funasr_nano.nodes.funasr import FunAsrConfig, run
 
 

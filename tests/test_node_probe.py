@@ -3,7 +3,7 @@ import json
 import pyarrow as pa
 from dfn_testing import RecordingNode
 
-from dora_funasr_nano.model_core.errors import AudioTooShort
+from dora_funasr_nano.model_core.common.errors import AudioTooShort
 from dora_funasr_nano.nodes.contract import error_message, now, text_message
 from dora_funasr_nano.nodes.probe import ProbeConfig, run
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from dfn_testing import RecordingNode, event
 
-from dora_funasr_nano.model_core.tts import EspeakSynthesizer
+from dora_funasr_nano.model_core.speech.tts import EspeakSynthesizer
 from dora_funasr_nano.nodes.tts import TtsConfig, run
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

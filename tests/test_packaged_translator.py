@@ -14,9 +14,10 @@ import pytest
 from dfn_testing import RecordingNode, event
 from parity import require
 
-from dora_funasr_nano.model_core.assets import QWEN_CODER_GGUF
-from dora_funasr_nano.model_core.errors import ModelNotLoaded, TranslationFailed
-from dora_funasr_nano.model_core.gguf_convert import convert_gguf, hf_name, packaged_translator_gguf, qwen2_config
+from dora_funasr_nano.model_core.common.assets import QWEN_CODER_GGUF
+from dora_funasr_nano.model_core.common.errors import ModelNotLoaded, TranslationFailed
+from dora_funasr_nano.model_core.tools.gguf_convert import convert_gguf, hf_name, qwen2_config
+from dora_funasr_nano.model_core.translation.local import packaged_translator_gguf
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +31,9 @@ def gguf_path() -> Path:
 @pytest.fixture(scope="module")
 def llama_cpp():
     require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed (make setup)")
-    from dora_funasr_nano.model_core import llama_cpp_llm
+    from dora_funasr_nano.model_core.translation import llama_cpp
 
-    return llama_cpp_llm
+    return llama_cpp
 
 
 def test_packaged_gguf_is_verified(gguf_path):
@@ -192,12 +193,12 @@ def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, 
 
     import httpx
 
-    from dora_funasr_nano.model_core.remote_llm import RemoteTranslator
+    from dora_funasr_nano.model_core.translation.remote import RemoteTranslator
     from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig
 
     port = llama_cpp.free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "dora_funasr_nano.model_core.llama_cpp_llm", "--port", str(port)],
+        [sys.executable, "-m", "dora_funasr_nano.model_core.tools.llama_server", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -217,7 +218,7 @@ def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, 
 
 
 def test_eval_translate_scores_text_and_an_asr_cascade(gguf_path, llama_cpp, tmp_path):
-    from dora_funasr_nano.model_core import evaluation
+    from dora_funasr_nano.model_core.tools import evaluation
 
     rows = [
         {"id": "a", "level": 1, "zh": "你好。", "en": "Hello.", "pinyin": ""},

@@ -11,15 +11,12 @@ import pytest
 from dfn_testing import RecordingNode, event
 from fake_llm import CHUNKS, SLOW_S
 
-from dora_funasr_nano.model_core.errors import ServiceUnavailable, TranslationFailed
-from dora_funasr_nano.model_core.llama_cpp_llm import free_port
-from dora_funasr_nano.model_core.remote_llm import (
-    INJECTION_DEMOS,
-    CircuitBreaker,
-    RemoteTranslator,
-    Translation,
-    build_messages,
-)
+from dora_funasr_nano.model_core.common.errors import ServiceUnavailable, TranslationFailed
+from dora_funasr_nano.model_core.translation.base import Translation
+from dora_funasr_nano.model_core.translation.breaker import CircuitBreaker
+from dora_funasr_nano.model_core.translation.llama_cpp import free_port
+from dora_funasr_nano.model_core.translation.prompt import INJECTION_DEMOS, build_messages
+from dora_funasr_nano.model_core.translation.remote import RemoteTranslator
 from dora_funasr_nano.nodes.config import load_config
 from dora_funasr_nano.nodes.contract import error_message
 from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, run

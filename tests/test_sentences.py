@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 from dfn_testing import RecordingNode, event
 
-from dora_funasr_nano.model_core.errors import TranslationFailed
-from dora_funasr_nano.model_core.remote_llm import Translation
-from dora_funasr_nano.model_core.sentences import SentenceStreamer, split_sentences, translate_by_sentence
+from dora_funasr_nano.model_core.common.errors import TranslationFailed
+from dora_funasr_nano.model_core.translation.base import Translation
+from dora_funasr_nano.model_core.translation.sentences import SentenceStreamer, split_sentences, translate_by_sentence
 from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, LlmFallbackNode
 
 

@@ -81,9 +81,9 @@ def test_funasr_two_stage_graph_under_dora_run(tmp_path, tiny_llm, tiny):
 
 
 def test_mlx_translator_reuses_the_prompt_prefix_with_the_same_output(tiny_llm):
-    from dora_funasr_nano.model_core.local_llm import LocalTranslator
+    from dora_funasr_nano.model_core.translation.mlx import MlxTranslator
 
-    translator = LocalTranslator(str(tiny_llm), max_output_tokens=6)
+    translator = MlxTranslator(str(tiny_llm), max_output_tokens=6)
     cached = [translator.translate(t).text for t in ("你好世界", "一二三")]
     assert len(translator._prefix) == 1  # the system message + worked examples, computed once
     translator._reuse_prefix = lambda prompt, messages: (prompt, None)

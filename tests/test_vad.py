@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from dfn_testing import read16k, speech_with_gaps, zh_clip
 
-from dora_funasr_nano.model_core.vad import SegmenterConfig, SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.speech.vad import SegmenterConfig, SileroVad, SpeechSegmenter
 
 
 def segment(audio: np.ndarray, chunk: int = 1600, **cfg):

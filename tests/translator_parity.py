@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from dora_funasr_nano.model_core.blas import ensure_fast_blas
+from dora_funasr_nano.model_core.common.blas import ensure_fast_blas
 
 SENTENCES = ["你好世界。", "他在北京大学学习中文已经三年了。"]
 
@@ -16,13 +16,14 @@ def main() -> None:
     import mlx.core as mx
     from llama_cpp import Llama
 
-    from dora_funasr_nano.model_core.gguf_convert import packaged_translator_dir, packaged_translator_gguf
-    from dora_funasr_nano.model_core.llama_cpp_llm import LlamaCppTranslator
-    from dora_funasr_nano.model_core.local_llm import LocalTranslator
-    from dora_funasr_nano.model_core.remote_llm import build_messages
+    from dora_funasr_nano.model_core.tools.gguf_convert import convert_packaged_translator
+    from dora_funasr_nano.model_core.translation.llama_cpp import LlamaCppTranslator
+    from dora_funasr_nano.model_core.translation.local import packaged_translator_gguf
+    from dora_funasr_nano.model_core.translation.mlx import MlxTranslator
+    from dora_funasr_nano.model_core.translation.prompt import build_messages
 
-    gguf, folder = packaged_translator_gguf(progress=False), packaged_translator_dir(progress=False)
-    mlx_tr, cpp_tr = LocalTranslator(str(folder), 48), LlamaCppTranslator(gguf, 48)
+    gguf, folder = packaged_translator_gguf(progress=False), convert_packaged_translator(progress=False)
+    mlx_tr, cpp_tr = MlxTranslator(str(folder), 48), LlamaCppTranslator(gguf, 48)
     prompt = mlx_tr.tokenizer.apply_chat_template(build_messages(SENTENCES[1]), add_generation_prompt=True)
     text = mlx_tr.tokenizer.decode(prompt)
     llama = Llama(model_path=str(gguf), n_ctx=512, logits_all=True, verbose=False)

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioTooLong, AudioTooShort, AudioUnreadable, EmptyAudio, InvalidAudio
+from ..common.errors import AudioTooLong, AudioTooShort, AudioUnreadable, EmptyAudio, InvalidAudio
 
 SAMPLE_RATE = 16_000
 

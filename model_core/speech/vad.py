@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.errors import ModelNotLoaded
 from .audio import SAMPLE_RATE
-from .errors import ModelNotLoaded
 
 FRAME = 512  # samples per Silero frame at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous frame the model sees in front of each frame

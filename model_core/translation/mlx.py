@@ -1,7 +1,7 @@
 """Local text translation with any mlx-lm-loadable instruct model (Qwen2.5-0.5B/1.5B-Instruct, Qwen3-0.6B, ...).
 
-Same prompt as the remote translator (remote_llm.build_messages: the transcript is data, not instructions) and
-the same result type, so the translate-text and llm-fallback nodes share one node implementation.
+Same prompt (prompt.build_messages: the transcript is data, not instructions) and the same `Translator` protocol
+as the llama.cpp and remote engines, so the translate-text and llm-fallback nodes share one node implementation.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from collections.abc import Callable, Sequence
 
 from mlx.utils import tree_flatten
 
-from .blas import openblas_loaded
-from .errors import ModelNotLoaded
-from .remote_llm import Translation, build_messages, collect_stream, require_text
+from ..common.blas import openblas_loaded
+from ..common.errors import ModelNotLoaded
+from ..common.settings import default_dtype
+from .base import Translation, collect_stream, require_text
+from .prompt import build_messages
 
 
-class LocalTranslator:
+class MlxTranslator:
+    """An mlx-lm model run in-process (the macOS default engine; fp32 on Linux CPU)."""
+
     def __init__(
         self, model: str, max_output_tokens: int = 256, temperature: float = 0.0, timeout_s: float | None = None
     ) -> None:
@@ -37,7 +41,6 @@ class LocalTranslator:
         import mlx.core as mx
         from mlx.utils import tree_map
 
-        from .loading import default_dtype
 
         dtype = default_dtype()
         if dtype == mx.float32 and not any("scales" in k for k, _ in tree_flatten(self.model.parameters())):
@@ -46,7 +49,7 @@ class LocalTranslator:
             mx.eval(self.model.parameters())
 
     def __repr__(self) -> str:
-        return f"LocalTranslator(model={self.name!r}, openblas={openblas_loaded()})"
+        return f"MlxTranslator(model={self.name!r}, openblas={openblas_loaded()})"
 
     def translate(
         self,

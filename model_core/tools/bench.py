@@ -42,15 +42,15 @@ from mlx.utils import tree_flatten
 from mlx_lm.models import qwen3
 from tqdm import tqdm
 
-from .adaptor import AdaptorArgs
-from .api import FunAsrNano
-from .blas import ensure_fast_blas, openblas_loaded
-from .encoder import EncoderArgs
-from .frontend import FrontendConfig, lfr_length
-from .fun_asr_nano import Model, ModelArgs
-from .generate import GenerationConfig, generate, numpy_decode_available
-from .loading import AUDIO_PREFIXES, audio_weights_dtype
-from .prompts import TaskMode, chat_prompt, user_prompt
+from ..common.blas import ensure_fast_blas, openblas_loaded
+from ..fun_asr_nano.adaptor import AdaptorArgs
+from ..fun_asr_nano.api import FunAsrNano
+from ..fun_asr_nano.encoder import EncoderArgs
+from ..fun_asr_nano.frontend import FrontendConfig, lfr_length
+from ..fun_asr_nano.generate import GenerationConfig, decoder_backend, generate
+from ..fun_asr_nano.loading import AUDIO_PREFIXES, audio_weights_dtype
+from ..fun_asr_nano.model import Model, ModelArgs
+from ..fun_asr_nano.prompts import TaskMode, chat_prompt, user_prompt
 
 IMPLS = ("ours", "ours-low-memory", "mlx-audio")
 DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16}
@@ -196,7 +196,7 @@ def ours(args: ModelArgs, seed: int, dtype: mx.Dtype, low_memory: bool = False) 
         return {**stage_times(t0, t1, t2, stamps), "prompt_positions": prompt.shape[0], "audio_rows": rows.shape[0]}
 
     # which decode path generate(backend="auto") takes here (DFN_DECODE=mlx forces MLX's)
-    backend = "numpy" if numpy_decode_available(model.llm) else "mlx"
+    backend = decoder_backend(model.llm)
     return run, {"weights_mb": weight_bytes / 2**20, "decode_backend": backend}
 
 

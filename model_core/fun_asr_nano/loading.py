@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 import yaml
 
-from .errors import ModelNotLoaded
-from .fun_asr_nano import Model, ModelArgs
+from ..common.errors import ModelNotLoaded
+from ..common.settings import default_dtype
+from .model import Model, ModelArgs
 
 DEFAULT_MODEL = "FunAudioLLM/Fun-ASR-Nano-2512"
 QWEN_DIR = "Qwen3-0.6B"
 DOWNLOAD_PATTERNS = ["model.pt", "model.safetensors", "config.yaml", "config.json", f"{QWEN_DIR}/*"]
-
-
-def default_dtype() -> mx.Dtype:
-    """fp32 on Linux CPU (only fp32 matmuls reach BLAS there, design.md §5); bf16 where MLX has a GPU."""
-    if platform.system() == "Darwin" and mx.metal.is_available():
-        return mx.bfloat16
-    return mx.float32
 
 
 def resolve_model_dir(path_or_id: str | os.PathLike, allow_download: bool = True) -> Path:

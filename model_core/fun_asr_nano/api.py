@@ -1,7 +1,7 @@
 """Public API: load a checkpoint once, then transcribe (or translate, with a translation-adapted model).
 
-asr = load("FunAudioLLM/Fun-ASR-Nano-2512")          # or a local folder
-result = asr.transcribe(samples_16k)                   # -> Result(text="...", ...)
+asr = load("FunAudioLLM/Fun-ASR-Nano-2512")          # or a local folder; backend="auto" | "mlx" | "numpy"
+result = asr.transcribe(samples_16k)                   # -> Result(text="...", backends=..., ...)
 """
 
 from __future__ import annotations
@@ -16,18 +16,20 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from .audio import SAMPLE_RATE, check_segment
-from .errors import InvalidAudio, UnsupportedLanguage
+from ..common.errors import InvalidAudio, UnsupportedLanguage
+from ..speech.audio import SAMPLE_RATE, check_segment
+from ..translation.sentences import SentenceStreamer, split_sentences, stable_sentences
+from .backends import Backends, choose_backends
+from .cache import PromptCache
 from .frontend import extract_features
-from .fun_asr_nano import Model
-from .generate import GenerationConfig, PromptCache, generate, generate_batch
+from .generate import GenerationConfig, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
 from .lora import apply_adapter
+from .model import Model
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
-from .sentences import SentenceStreamer, split_sentences, stable_sentences
 
 MIN_AUDIO_S = 0.1  # below this the front end has too few frames to say anything
-MAX_AUDIO_S = 30.0  # longer input loops (design.md §3): split it with the VAD first
+MAX_AUDIO_S = 30.0  # longer input makes the LLM loop: split it with the VAD first
 
 
 @dataclass
@@ -47,15 +49,19 @@ class Result:
     audio_s: float
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     source_text: str = ""  # two-stage translation: the transcript that was translated
+    backends: Backends = Backends("mlx", "mlx")  # what computed this result (encoder + adaptor, LLM)
 
 
 class FunAsrNano:
-    def __init__(self, model: Model, tokenizer, model_dir: Path | None = None) -> None:  # noqa: ANN001
+    def __init__(
+        self, model: Model, tokenizer: Any, model_dir: Path | None = None, backend: str | None = None
+    ) -> None:
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer  # a transformers tokenizer
         self.model_dir = model_dir
+        self.backends = choose_backends(model, backend)  # once: every call computes on these
         self.prompt_cache = PromptCache()  # the chat template's keys are computed once per process
-        # set by translation adapters (LoRA); the published checkpoint only transcribes (design.md §3)
+        # set by translation adapters (LoRA); the published checkpoint only transcribes
         self.can_translate = False
 
     @classmethod
@@ -65,13 +71,15 @@ class FunAsrNano:
         dtype: mx.Dtype | None = None,
         adapter: str | os.PathLike | None = None,
         low_memory: bool = False,
+        backend: str | None = None,
     ) -> FunAsrNano:
         """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py). `low_memory`: audio
-        encoder + adaptor weights stored in bf16, computed in the run dtype (loading.audio_weights_dtype)."""
+        encoder + adaptor weights stored in bf16, computed in the run dtype (loading.audio_weights_dtype).
+        `backend`: auto | mlx | numpy (None: $DFN_BACKEND, default auto), see backends/__init__.py."""
         model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
-        asr = cls(model, load_tokenizer(model_dir), model_dir)
-        if adapter:
-            asr.can_translate = apply_adapter(model.llm, adapter) == "translate"
+        can_translate = bool(adapter) and apply_adapter(model.llm, adapter) == "translate"
+        asr = cls(model, load_tokenizer(model_dir), model_dir, backend)  # backends chosen on the final weights
+        asr.can_translate = can_translate
         return asr
 
     # -- stages -------------------------------------------------------------------------------------------
@@ -86,7 +94,7 @@ class FunAsrNano:
 
     def audio_rows(self, features: np.ndarray) -> mx.array:
         """(T_lfr, 560) -> the (fake_token_len, hidden) rows that go into the prompt."""
-        rows = self.model.encode_audio(mx.array(features)[None])[0]
+        rows = self.model.encode_audio(mx.array(features)[None], backend=self.backends.encoder)[0]
         return rows[: self.model.audio_token_count(features.shape[0])]
 
     def prompt_embeddings(self, rows: mx.array, prompt: str) -> mx.array:
@@ -120,11 +128,15 @@ class FunAsrNano:
         t2 = time.perf_counter()
         prompt = self.prompt_embeddings(rows, user_prompt(task, list(hotwords or []), itn))
         out = generate(
-            self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token, prompt_cache=self.prompt_cache
-        )
+            self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token,
+            backend=self.backends.decoder, prompt_cache=self.prompt_cache,
+        )  # fmt: skip
         t3 = time.perf_counter()
         timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
-        return Result(self.decode(out.tokens), out.tokens, out.finish_reason, audio.size / SAMPLE_RATE, timings)
+        return Result(
+            self.decode(out.tokens), out.tokens, out.finish_reason, audio.size / SAMPLE_RATE, timings,
+            backends=self.backends,
+        )  # fmt: skip
 
     def translate(
         self,
@@ -195,8 +207,9 @@ class FunAsrNano:
         timings = {**transcript.timings, "translate": time.perf_counter() - t0}
         timings["total"] = transcript.timings["total"] + timings["translate"]
         return Result(
-            english.text, transcript.tokens, transcript.finish_reason, transcript.audio_s, timings, transcript.text
-        )
+            english.text, transcript.tokens, transcript.finish_reason, transcript.audio_s, timings, transcript.text,
+            transcript.backends,
+        )  # fmt: skip
 
     def transcribe_batch(
         self,
@@ -222,13 +235,13 @@ class FunAsrNano:
         mx.eval(rows)
         t2 = time.perf_counter()
         prompt = user_prompt(task, list(hotwords or []), itn)
-        outs = generate_batch(
-            self.model.llm, [self.prompt_embeddings(r, prompt) for r in rows], generation, self.model.args.eos_token_ids
-        )
+        prompts = [self.prompt_embeddings(r, prompt) for r in rows]
+        outs = generate_batch(self.model.llm, prompts, generation, self.model.args.eos_token_ids, self.backends.decoder)
+        used = Backends("mlx", self.backends.decoder)  # a padded batch's encoder pass runs in MLX
         t3 = time.perf_counter()
         timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
         return [
-            Result(self.decode(o.tokens), o.tokens, o.finish_reason, a.size / SAMPLE_RATE, timings)
+            Result(self.decode(o.tokens), o.tokens, o.finish_reason, a.size / SAMPLE_RATE, timings, backends=used)
             for o, a in zip(outs, audios, strict=True)
         ]
 
@@ -237,5 +250,8 @@ def load(
     path_or_id: str | os.PathLike = DEFAULT_MODEL,
     dtype: mx.Dtype | None = None,
     adapter: str | os.PathLike | None = None,
+    low_memory: bool = False,
+    backend: str | None = None,
 ) -> FunAsrNano:
-    return FunAsrNano.load(path_or_id, dtype, adapter)
+    """FunAsrNano.load, as a function (mlx-lm's `load` shape)."""
+    return FunAsrNano.load(path_or_id, dtype, adapter, low_memory, backend)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import TranslationFailed
-from .remote_llm import Translation
+from ..common.errors import TranslationFailed
+from .base import Translation
 
 SENTENCE_ENDS = "。！？!?；;…"
 _END = re.compile(rf"[{SENTENCE_ENDS}]+[”’\"')）」』]*")

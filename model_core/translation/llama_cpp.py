@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ModelNotLoaded
-from .remote_llm import Translation, build_messages, collect_stream, require_text
+from ..common.errors import ModelNotLoaded
+from .base import Translation, collect_stream, require_text
+from .prompt import build_messages
 
 INSTALL_HINT = "install llama-cpp-python (see the README: `make setup` builds it with the CPU flags this project needs)"
 
@@ -162,26 +163,3 @@ class LlamaCppServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`dfn-llama-server`: the packaged translator (or any GGUF) as an OpenAI-compatible server, in the foreground."""
-    import argparse
-
-    from .gguf_convert import packaged_translator_gguf
-
-    parser = argparse.ArgumentParser("dfn-llama-server", description=main.__doc__.split(": ", 1)[1])
-    parser.add_argument("--model", default="packaged", help="packaged (default) or a .gguf file")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--n-threads", type=int, default=default_threads())
-    opts = parser.parse_args(argv)
-    if not llama_cpp_available():
-        sys.exit(f"error: llama.cpp is not installed; {INSTALL_HINT}")
-    model = packaged_translator_gguf() if opts.model == "packaged" else Path(opts.model)
-    command = server_command(model, opts.host, opts.port, opts.n_threads, 2048, alias="qwen2.5-coder-0.5b-instruct")
-    os.execv(sys.executable, command)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,41 +1,31 @@
 """The SenseVoice encoder and the audio adaptor in numpy, for one unpadded segment on the CPU.
 
-Why: the same reason as cpu_decode.py. On Linux MLX hands each product to the system OpenBLAS 0.3.21, numpy to its
+Why: the same reason as numpy_decoder.py. On Linux MLX hands each product to the system OpenBLAS 0.3.21, numpy to its
 bundled, newer OpenBLAS; at these small-M shapes (T = 84 frames for 5 s of audio) numpy's are faster. Measured on
 our 2-core box, whole encoder, real shapes: 362 vs 410 ms (5 s of audio), 1,499 vs 1,872 ms (20 s) in (T, C)
 layout; channels-first (below) took another 5-10 % off. Same arithmetic as encoder.py (≤ 2e-6 relative at the
 real shapes), over zero-copy views of the MLX weights (no extra memory).
 fp32 or bf16 weights (the low-memory option widens each tensor as it is used). Batches with padding, other
-dtypes and other devices stay in MLX. DFN_ENCODE=mlx switches this off.
+dtypes and other devices stay in MLX (backends.choose_backends).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
-import mlx.core as mx
 import numpy as np
 
-from .adaptor import AudioAdaptor
-from .adaptor import EncoderLayer as AdaptorLayer
-from .encoder import EncoderLayerSANM, SenseVoiceEncoderSmall, sinusoidal_position_encoding
-
-_WEIGHT_DTYPES = (mx.float32, mx.bfloat16)  # bf16: the low-memory option (loading.audio_weights_dtype)
-
-
-def numpy_encode_available(encoder: SenseVoiceEncoderSmall) -> bool:
-    if os.environ.get("DFN_ENCODE", "auto") == "mlx" or mx.default_device() != mx.cpu:
-        return False
-    return all(m.weight.dtype in _WEIGHT_DTYPES for m in (encoder.after_norm, encoder.encoders[0].self_attn.linear_out))
+from ..adaptor import AudioAdaptor
+from ..adaptor import EncoderLayer as AdaptorLayer
+from ..encoder import EncoderLayerSANM, SenseVoiceEncoderSmall, sinusoidal_position_encoding
+from .weights import VIEWABLE, on_cpu, weight_view
 
 
-def _f32(weight: mx.array) -> np.ndarray:
-    """A zero-copy view of an fp32 weight; bf16 weights (low-memory option) are widened by MLX first, one tensor
-    at a time (a shift, ~1 ms per 5M values here), so only one layer's fp32 copy exists at once."""
-    if weight.dtype != mx.float32:
-        weight = weight.astype(mx.float32)
-    return np.asarray(weight)
+def supports(encoder: SenseVoiceEncoderSmall) -> bool:
+    """fp32 or bf16 audio weights on the CPU device (other dtypes and devices stay in MLX)."""
+    return on_cpu() and all(
+        m.weight.dtype in VIEWABLE for m in (encoder.after_norm, encoder.encoders[0].self_attn.linear_out)
+    )
 
 
 # Activations are kept channels-first, (channels, T): every product is then weight @ x with x C-contiguous (the
@@ -48,20 +38,20 @@ def _layer_norm(x: np.ndarray, norm) -> np.ndarray:  # noqa: ANN001 - an mlx nn.
     centered = x - x.mean(0)
     var = np.einsum("ct,ct->t", centered, centered) / np.float32(x.shape[0])
     centered *= 1 / np.sqrt(var + np.float32(norm.eps))
-    centered *= _f32(norm.weight)[:, None]
-    centered += _f32(norm.bias)[:, None]
+    centered *= weight_view(norm.weight)[:, None]
+    centered += weight_view(norm.bias)[:, None]
     return centered
 
 
 def _linear(x: np.ndarray, linear) -> np.ndarray:  # noqa: ANN001 - an mlx nn.Linear
-    y = _f32(linear.weight) @ x
-    y += _f32(linear.bias)[:, None]
+    y = weight_view(linear.weight) @ x
+    y += weight_view(linear.bias)[:, None]
     return y
 
 
 def _fsmn_memory(v: np.ndarray, attn) -> np.ndarray:  # noqa: ANN001 - MultiHeadedAttentionSANM
     """The FSMN memory block on V (C, T): a depthwise conv over time plus V, as a sum of shifted copies."""
-    taps = _f32(attn.fsmn_block.weight)[:, :, 0]  # (C, kernel)
+    taps = weight_view(attn.fsmn_block.weight)[:, :, 0]  # (C, kernel)
     (left, right), t = attn.pad, v.shape[1]
     padded = np.zeros((v.shape[0], left + t + right), np.float32)
     padded[:, left : left + t] = v

@@ -14,9 +14,8 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models import qwen3
 
-from . import cpu_encode
 from .adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
-from .cpu_encode import numpy_encode_available
+from .backends import numpy_encoder
 from .encoder import EncoderArgs, SenseVoiceEncoderSmall
 from .frontend import FrontendConfig
 
@@ -63,10 +62,11 @@ class Model(nn.Module):
         self.audio_adaptor = AudioAdaptor(args.adaptor)
         self.llm = qwen3.Model(args.text)
 
-    def encode_audio(self, features: mx.array, lengths: mx.array | None = None) -> mx.array:
-        """(B, T_lfr, 560) LFR features -> (B, T_lfr, hidden) adaptor rows; the LLM sees the first fake_token_len."""
-        if lengths is None and features.shape[0] == 1 and numpy_encode_available(self.audio_encoder):
-            rows = cpu_encode.encode_and_adapt(self.audio_encoder, self.audio_adaptor, np.asarray(features[0]))
+    def encode_audio(self, features: mx.array, lengths: mx.array | None = None, backend: str = "mlx") -> mx.array:
+        """(B, T_lfr, 560) LFR features -> (B, T_lfr, hidden) adaptor rows; the LLM sees the first fake_token_len.
+        backend "numpy" (backends.choose_backends) serves one unpadded segment; padded batches always run in MLX."""
+        if backend == "numpy" and lengths is None and features.shape[0] == 1:
+            rows = numpy_encoder.encode_and_adapt(self.audio_encoder, self.audio_adaptor, np.asarray(features[0]))
             return mx.array(rows)[None]
         adapted, _ = self.audio_adaptor(self.audio_encoder(features, lengths), lengths)
         return adapted

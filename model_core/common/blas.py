@@ -1,6 +1,7 @@
 """The fast path on Linux: MLX's CPU wheels link a reference BLAS (about 5 GFLOP/s for fp32 GEMM); preloading
-the system OpenBLAS makes the same calls ~55x faster (design.md §5). `ensure_fast_blas()` re-executes the current
-program with LD_PRELOAD set, once, so every node and command gets the fast path without the user doing anything.
+the system OpenBLAS makes the same calls ~55x faster (measured: 5.5 vs 280-320 GFLOP/s for fp32 GEMM 1024^3).
+`ensure_fast_blas()` re-executes the current program with LD_PRELOAD set, once, so every node and command gets the
+fast path without the user doing anything.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import platform
 import sys
 import warnings
+
+from .settings import blas_mode
 
 OPENBLAS_GLOBS = (
     "/usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3",  # Debian/Ubuntu: libopenblas0-pthread
@@ -44,7 +47,7 @@ def openblas_loaded() -> bool:
 
 
 def needs_fast_blas() -> bool:
-    return platform.system() == "Linux" and os.environ.get("DFN_BLAS", "auto") != "off"
+    return platform.system() == "Linux" and blas_mode() != "off"
 
 
 def ensure_fast_blas() -> None:

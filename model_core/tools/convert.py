@@ -17,9 +17,9 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .blas import ensure_fast_blas
-from .errors import ModelNotLoaded
-from .loading import DEFAULT_MODEL, QWEN_DIR, load_model, read_configs
+from ..common.blas import ensure_fast_blas
+from ..common.errors import ModelNotLoaded
+from ..fun_asr_nano.loading import DEFAULT_MODEL, QWEN_DIR, load_model, read_configs
 
 DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import WHISPER_BASE
-from .errors import ModelNotLoaded, UnsupportedLanguage
+from ..common.assets import WHISPER_BASE
+from ..common.errors import ModelNotLoaded, UnsupportedLanguage
 
 TASKS = ("transcribe", "translate")
 

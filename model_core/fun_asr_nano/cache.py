@@ -1,0 +1,96 @@
+"""KV caches for the Fun-ASR-Nano LLM: preallocated mlx-lm caches, the prompt prefill that fills them, and the
+PromptCache that keeps the keys and values of the rows every prompt shares (the chat template)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.models.cache import KVCache
+
+from .backends.numpy_decoder import NumpyQwen3
+
+
+def make_cache(model, total_tokens: int) -> list[KVCache]:  # noqa: ANN001
+    """One preallocated KV buffer per layer, sized for prompt + max_tokens, so decoding never re-allocates."""
+    caches = []
+    for _ in model.layers:
+        cache = KVCache()
+        cache.step = total_tokens
+        caches.append(cache)
+    return caches
+
+
+def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa: ANN001
+    """Run the prompt (B, L, hidden) through the LLM, filling `cache`; logits (B, vocab) of the last position only
+    (the output layer is 151,936 x 1,024: projecting every prompt position would cost ~0.3 GFLOP each)."""
+    hidden = llm.model(mx.zeros((prompt_embeddings.shape[0], 0), mx.int32), cache, prompt_embeddings)[:, -1]
+    if llm.args.tie_word_embeddings:
+        return llm.model.embed_tokens.as_linear(hidden)
+    return llm.lm_head(hidden)
+
+
+def _shared_rows(saved: tuple | None, prompt: np.ndarray, backend: str) -> int:
+    """Leading rows of `prompt` equal to the saved prompt's (if saved by this backend), leaving at least the
+    prompt's last row (its logits are the result)."""
+    if saved is None or saved[0] != backend:
+        return 0
+    n = min(len(saved[1]), len(prompt) - 1)
+    same = np.all(saved[1][:n] == prompt[:n], axis=1)
+    return n if same.all() else int(same.argmin())
+
+
+class PromptCache:
+    """The keys and values of the last prompt, so that the next prompt skips the rows it begins with too.
+
+    Every Fun-ASR-Nano prompt starts with the same chat template and task text (20 of the 36 positions for 5 s of
+    audio), and a position's keys and values depend only on the rows up to it; llama.cpp reuses a shared prefix
+    the same way. The match is row by row, so hotwords or another task simply share fewer rows. One cache per
+    model (the saved keys belong to its weights); ~0.23 MB per saved position at Qwen3-0.6B's shapes (fp32).
+    Both decode paths use it: numpy (NumpyQwen3's arrays) and MLX (mlx-lm KVCache).
+    """
+
+    def __init__(self) -> None:
+        self._saved: tuple[str, np.ndarray, Any, Any] | None = None  # backend, rows, keys, values
+
+    def clear(self) -> None:
+        self._saved = None
+
+    def shared_rows(self, prompt: np.ndarray, backend: str = "numpy") -> int:
+        """How many leading rows of `prompt` the saved prompt has too (it always leaves one row to compute)."""
+        return _shared_rows(self._saved, prompt, backend)
+
+    def prefill(self, decoder: NumpyQwen3, prompt: np.ndarray) -> np.ndarray:
+        """decoder.forward(prompt) on a fresh one-row decoder, reusing the shared leading rows; saves this prompt."""
+        if decoder.length or len(decoder.pad) != 1:
+            raise ValueError("PromptCache.prefill needs a one-row decoder that has not run yet")
+        saved = self._saved  # read once: another thread may save meanwhile
+        shared = _shared_rows(saved, prompt, "numpy")
+        if shared:
+            decoder.keys[:, 0, :, :shared] = saved[2][:, :, :shared]
+            decoder.values[:, 0, :, :shared] = saved[3][:, :, :shared]
+            decoder.length = shared
+        logits = decoder.forward(prompt[shared:])
+        end = len(prompt)
+        self._saved = ("numpy", prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy())
+        return logits
+
+    def prefill_mlx(self, llm, prompt: mx.array, cache: list[KVCache]) -> mx.array:  # noqa: ANN001
+        """prefill(llm, prompt[None], cache) on fresh caches, reusing the shared leading rows; saves this prompt."""
+        if any(c.offset for c in cache):
+            raise ValueError("PromptCache.prefill_mlx needs caches that have not run yet")
+        rows = np.array(prompt.astype(mx.float32))
+        saved = self._saved
+        shared = _shared_rows(saved, rows, "mlx")
+        if shared:
+            for c, k, v in zip(cache, saved[2], saved[3], strict=True):
+                c.update_and_fetch(k[:, :, :shared], v[:, :, :shared])
+        logits = prefill(llm, prompt[None, shared:], cache)
+        end = prompt.shape[0]
+        # copies, not views: a view would keep the cache buffer shared, and every decode step would then copy it
+        keys = [mx.contiguous(c.keys[:, :, :end]) for c in cache]
+        values = [mx.contiguous(c.values[:, :, :end]) for c in cache]
+        mx.eval(logits, keys, values)
+        self._saved = ("mlx", rows, keys, values)
+        return logits

@@ -1,0 +1,77 @@
+"""Pick and load a local text translator: llama.cpp (GGUF) or MLX (mlx-lm), the packaged model by default.
+
+`packaged` is Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from the registries, `assets.QWEN_CODER_GGUF`): run as is by
+llama.cpp, or, for MLX, the mlx-lm folder that `dfn-prepare-models --mlx` converts it into once (loading never
+converts). On Linux CPU llama.cpp is the default (it reads the
+4-6-bit weights; MLX is fast there only in fp32), on macOS MLX. All translators share `translate(text,
+source_language=, context=, on_partial=) -> Translation`.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from ..common.assets import QWEN_CODER_GGUF
+from ..common.errors import ModelNotLoaded
+from .base import Translator
+
+ENGINES = ("auto", "llama-cpp", "mlx")
+PACKAGED = "packaged"
+PACKAGED_MLX_DIR = "qwen2.5-coder-0.5b-instruct-mlx"
+CONVERT_HINT = "convert it once with `dfn-prepare-models --mlx` (or use TRANSLATE_ENGINE=llama-cpp)"
+
+
+def packaged_translator_gguf(progress: bool = True) -> Path:
+    """The packaged translator's GGUF file (for llama.cpp), assembled from its parts and verified on first use."""
+    return QWEN_CODER_GGUF.ensure(progress=progress) / QWEN_CODER_GGUF.target
+
+
+def packaged_translator_dir() -> Path:
+    """The packaged translator's mlx-lm folder (tools.gguf_convert.convert_packaged_translator writes it)."""
+    return QWEN_CODER_GGUF.directory().with_name(PACKAGED_MLX_DIR)
+
+
+def packaged_translator_converted() -> bool:
+    """Is the mlx-lm folder there, converted from the GGUF we ship now?"""
+    marker = packaged_translator_dir() / ".source-sha256"
+    return marker.is_file() and marker.read_text().strip() == QWEN_CODER_GGUF.sha256
+
+
+def choose_engine(model: str = PACKAGED, engine: str = "auto") -> str:
+    """llama-cpp for .gguf files and, on Linux, for the packaged model when llama.cpp is installed; mlx otherwise."""
+    from .llama_cpp import llama_cpp_available
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    if model.endswith(".gguf"):
+        return "llama-cpp"
+    if model == PACKAGED and platform.system() == "Linux" and llama_cpp_available():
+        return "llama-cpp"
+    return "mlx"
+
+
+def load_local_translator(
+    model: str = PACKAGED,
+    engine: str = "auto",
+    max_output_tokens: int = 256,
+    temperature: float = 0.0,
+    timeout_s: float | None = None,
+    n_threads: int | None = None,
+) -> Translator:
+    """A LlamaCppTranslator or MlxTranslator; raises ModelNotLoaded when the model is missing (for MLX and the
+    packaged model: when it has not been converted yet). n_threads: llama.cpp's CPU threads (None: all cores)."""
+    if choose_engine(model, engine) == "llama-cpp":
+        from .llama_cpp import LlamaCppTranslator
+
+        path = packaged_translator_gguf() if model == PACKAGED else model
+        return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s)
+    from .mlx import MlxTranslator
+
+    if model == PACKAGED:
+        if not packaged_translator_converted():
+            raise ModelNotLoaded(f"the packaged translator has no mlx-lm folder yet; {CONVERT_HINT}")
+        model = str(packaged_translator_dir())
+    return MlxTranslator(model, max_output_tokens, temperature, timeout_s=timeout_s)
