@@ -111,7 +111,7 @@ class AudioAdaptor(nn.Module):
         k = self.args.downsample_rate
         chunks = (t - 1) // k + 1
         if chunks * k > t:
-            x = mx.pad(x, ((0, 0), (0, chunks * k - t), (0, 0)))
+            x = mx.pad(x, [(0, 0), (0, chunks * k - t), (0, 0)])
         x = x.reshape(b, chunks, d * k)
         x = self.linear2(nn.relu(self.linear1(x)))
 

@@ -77,7 +77,7 @@ class FunAsrNano:
         encoder + adaptor weights stored in bf16, computed in the run dtype (loading.audio_weights_dtype).
         `backend`: auto | mlx | numpy (None: $DFN_BACKEND, default auto), see backends/__init__.py."""
         model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
-        can_translate = bool(adapter) and apply_adapter(model.llm, adapter) == "translate"
+        can_translate = apply_adapter(model.llm, adapter) == "translate" if adapter else False
         asr = cls(model, load_tokenizer(model_dir), model_dir, backend)  # backends chosen on the final weights
         asr.can_translate = can_translate
         return asr
@@ -159,7 +159,8 @@ class FunAsrNano:
         if (config.source_lang, config.target_lang) != ("zh", "en"):
             raise UnsupportedLanguage(f"{config.source_lang}->{config.target_lang}: only zh->en is supported")
         generation = GenerationConfig(max_tokens=config.max_output_tokens, temperature=config.temperature)
-        stream = config.stream_on_sentence and on_partial is not None
+        report = on_partial if config.stream_on_sentence else None  # sentence by sentence
+        stream = report is not None
         if self.can_translate:
             tokens: list[int] = []
             sent = 0  # English sentences already reported
@@ -167,19 +168,19 @@ class FunAsrNano:
             def on_english_token(token: int) -> None:
                 nonlocal sent
                 tokens.append(token)
-                if stream:
+                if report is not None:
                     done = stable_sentences(self.decode(tokens))
                     for sentence in done[sent:]:
-                        on_partial("", sentence)
+                        report("", sentence)
                     sent = len(done)
                 if on_token is not None:
                     on_token(token)
 
             result = self.transcribe(audio, TaskMode.TRANSLATE_TO_EN, generation=generation, on_token=on_english_token)
-            if stream:
+            if report is not None:
                 done, tail = split_sentences(result.text)
                 for sentence in done[sent:] + ([tail] if tail else []):
-                    on_partial("", sentence)
+                    report("", sentence)
             return result
         if translator is None:
             raise UnsupportedLanguage(
@@ -230,8 +231,8 @@ class FunAsrNano:
         batch = np.zeros((len(feats), max(lengths), feats[0].shape[1]), np.float32)
         for i, f in enumerate(feats):
             batch[i, : f.shape[0]] = f
-        rows = self.model.encode_audio(mx.array(batch), mx.array(lengths))
-        rows = [rows[i, : self.model.audio_token_count(n)] for i, n in enumerate(lengths)]
+        encoded = self.model.encode_audio(mx.array(batch), mx.array(lengths))
+        rows = [encoded[i, : self.model.audio_token_count(n)] for i, n in enumerate(lengths)]
         mx.eval(rows)
         t2 = time.perf_counter()
         prompt = user_prompt(task, list(hotwords or []), itn)

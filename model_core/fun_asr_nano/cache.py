@@ -3,16 +3,17 @@ PromptCache that keeps the keys and values of the rows every prompt shares (the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlx.core as mx
 import numpy as np
+from mlx_lm.models import qwen3
 from mlx_lm.models.cache import KVCache
 
 from .backends.numpy_decoder import NumpyQwen3
 
 
-def make_cache(model, total_tokens: int) -> list[KVCache]:  # noqa: ANN001
+def make_cache(model: qwen3.Model, total_tokens: int) -> list[KVCache]:
     """One preallocated KV buffer per layer, sized for prompt + max_tokens, so decoding never re-allocates."""
     caches = []
     for _ in model.layers:
@@ -22,7 +23,7 @@ def make_cache(model, total_tokens: int) -> list[KVCache]:  # noqa: ANN001
     return caches
 
 
-def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa: ANN001
+def prefill(llm: qwen3.Model, prompt_embeddings: mx.array, cache: list[Any]) -> mx.array:
     """Run the prompt (B, L, hidden) through the LLM, filling `cache`; logits (B, vocab) of the last position only
     (the output layer is 151,936 x 1,024: projecting every prompt position would cost ~0.3 GFLOP each)."""
     hidden = llm.model(mx.zeros((prompt_embeddings.shape[0], 0), mx.int32), cache, prompt_embeddings)[:, -1]
@@ -31,13 +32,20 @@ def prefill(llm, prompt_embeddings: mx.array, cache: list) -> mx.array:  # noqa:
     return llm.lm_head(hidden)
 
 
-def _shared_rows(saved: tuple | None, prompt: np.ndarray, backend: str) -> int:
+class _Saved(NamedTuple):
+    backend: str  # "numpy" or "mlx": each keeps keys in its own arrays
+    rows: np.ndarray  # the prompt's embedding rows (L, hidden)
+    keys: Any  # numpy (layers, kv heads, L, head_dim), or one mx.array (1, kv heads, L, head_dim) per layer
+    values: Any
+
+
+def _shared_rows(saved: _Saved | None, prompt: np.ndarray, backend: str) -> int:
     """Leading rows of `prompt` equal to the saved prompt's (if saved by this backend), leaving at least the
     prompt's last row (its logits are the result)."""
-    if saved is None or saved[0] != backend:
+    if saved is None or saved.backend != backend:
         return 0
-    n = min(len(saved[1]), len(prompt) - 1)
-    same = np.all(saved[1][:n] == prompt[:n], axis=1)
+    n = min(len(saved.rows), len(prompt) - 1)
+    same = np.all(saved.rows[:n] == prompt[:n], axis=1)
     return n if same.all() else int(same.argmin())
 
 
@@ -52,7 +60,7 @@ class PromptCache:
     """
 
     def __init__(self) -> None:
-        self._saved: tuple[str, np.ndarray, Any, Any] | None = None  # backend, rows, keys, values
+        self._saved: _Saved | None = None
 
     def clear(self) -> None:
         self._saved = None
@@ -67,30 +75,35 @@ class PromptCache:
             raise ValueError("PromptCache.prefill needs a one-row decoder that has not run yet")
         saved = self._saved  # read once: another thread may save meanwhile
         shared = _shared_rows(saved, prompt, "numpy")
-        if shared:
-            decoder.keys[:, 0, :, :shared] = saved[2][:, :, :shared]
-            decoder.values[:, 0, :, :shared] = saved[3][:, :, :shared]
+        if saved is not None and shared:
+            decoder.keys[:, 0, :, :shared] = saved.keys[:, :, :shared]
+            decoder.values[:, 0, :, :shared] = saved.values[:, :, :shared]
             decoder.length = shared
         logits = decoder.forward(prompt[shared:])
         end = len(prompt)
-        self._saved = ("numpy", prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy())
+        self._saved = _Saved(
+            "numpy", prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy()
+        )
         return logits
 
-    def prefill_mlx(self, llm, prompt: mx.array, cache: list[KVCache]) -> mx.array:  # noqa: ANN001
+    def prefill_mlx(self, llm: qwen3.Model, prompt: mx.array, cache: list[KVCache]) -> mx.array:
         """prefill(llm, prompt[None], cache) on fresh caches, reusing the shared leading rows; saves this prompt."""
         if any(c.offset for c in cache):
             raise ValueError("PromptCache.prefill_mlx needs caches that have not run yet")
         rows = np.array(prompt.astype(mx.float32))
         saved = self._saved
         shared = _shared_rows(saved, rows, "mlx")
-        if shared:
-            for c, k, v in zip(cache, saved[2], saved[3], strict=True):
+        if saved is not None and shared:
+            for c, k, v in zip(cache, saved.keys, saved.values, strict=True):
                 c.update_and_fetch(k[:, :, :shared], v[:, :, :shared])
         logits = prefill(llm, prompt[None, shared:], cache)
         end = prompt.shape[0]
         # copies, not views: a view would keep the cache buffer shared, and every decode step would then copy it
-        keys = [mx.contiguous(c.keys[:, :, :end]) for c in cache]
-        values = [mx.contiguous(c.values[:, :, :end]) for c in cache]
+        keys, values = [], []
+        for c in cache:
+            assert c.keys is not None and c.values is not None  # filled by the prefill above
+            keys.append(mx.contiguous(c.keys[:, :, :end]))
+            values.append(mx.contiguous(c.values[:, :, :end]))
         mx.eval(logits, keys, values)
-        self._saved = ("mlx", rows, keys, values)
+        self._saved = _Saved("mlx", rows, keys, values)
         return logits

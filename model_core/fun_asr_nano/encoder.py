@@ -70,7 +70,9 @@ def sinusoidal_position_encoding(length: int, depth: int) -> mx.array:
     return _PE_CACHE[key]
 
 
-def padding_masks(lengths: mx.array | Sequence[int] | None, batch: int, time: int, dtype: mx.Dtype = mx.float32):
+def padding_masks(
+    lengths: mx.array | Sequence[int] | None, batch: int, time: int, dtype: mx.Dtype = mx.float32
+) -> tuple[mx.array | None, mx.array | None]:
     """Masks for a padded batch, or (None, None) when every row is full length (the fast path).
 
     Returns `keep` (B, T, 1) of `dtype` (1 on valid frames, for the FSMN) and `attn_mask` (B, 1, 1, T) bool (True on
@@ -122,7 +124,7 @@ class MultiHeadedAttentionSANM(nn.Module):
             v = v * keep
         t = v.shape[1]
         taps = self.fsmn_block.weight[:, :, 0].T  # (K, C)
-        vp = mx.pad(v, ((0, 0), self.pad, (0, 0)))
+        vp = mx.pad(v, [(0, 0), self.pad, (0, 0)])
         # A sum of K shifted copies: the same arithmetic as the depthwise conv, several times faster than
         # mx.conv1d(groups=C) on CPU.
         out = vp[:, :t] * taps[0]

@@ -72,7 +72,7 @@ def _window(kind: str, size: int) -> np.ndarray:
     return w.astype(_F32)
 
 
-def _mel_scale(freq: np.ndarray) -> np.ndarray:
+def _mel_scale(freq: np.ndarray | np.floating) -> np.ndarray:
     # kaldi: 1127.0f * logf(1.0f + freq / 700.0f); a float64 log rounded to float32 equals logf
     return _F32(1127.0) * np.log((_F32(1.0) + freq / _F32(700.0)).astype(np.float64)).astype(_F32)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
+from mlx_lm.models import qwen3
 from mlx_lm.models.cache import BatchKVCache
 from mlx_lm.sample_utils import make_sampler
 
@@ -47,13 +48,18 @@ def repeated_tail(tokens: list[int], max_ngram: int = 10, min_span: int = 24, mi
     return 0
 
 
-def decoder_backend(llm, backend: str = "auto") -> str:  # noqa: ANN001 - an mlx-lm model
+def decoder_backend(llm: qwen3.Model, backend: str = "auto") -> str:
     """auto -> numpy where numpy_decoder supports the weights (fp32 on the CPU), else mlx."""
     if backend == "auto":
         return "numpy" if numpy_decoder.supports(llm) else "mlx"
     if backend not in ("mlx", "numpy"):
         raise ValueError(f"backend must be auto, mlx or numpy, got {backend!r}")
     return backend
+
+
+def _token_ids(tokens: mx.array) -> list[int]:
+    """Sampled token ids (B,) -> Python ints."""
+    return [int(t) for t in np.asarray(tokens).reshape(-1)]
 
 
 def _sample_numpy(logits: np.ndarray, config: GenerationConfig, rng: np.random.Generator) -> int:
@@ -91,7 +97,7 @@ def _take(
     return None
 
 def _numpy_steps(
-    llm,  # noqa: ANN001
+    llm: qwen3.Model,
     prompt_embeddings: mx.array,
     config: GenerationConfig,
     prompt_cache: PromptCache | None,
@@ -109,7 +115,7 @@ def _numpy_steps(
 
 
 def _mlx_steps(
-    llm,  # noqa: ANN001
+    llm: qwen3.Model,
     prompt_embeddings: mx.array,
     config: GenerationConfig,
     prompt_cache: PromptCache | None,
@@ -126,13 +132,13 @@ def _mlx_steps(
         if not last:  # queue the next step before reading this token: no idle host sync
             upcoming = sample(llm(token[:, None], cache=cache)[:, -1])
             mx.async_eval(upcoming)
-        yield int(token.item())
+        yield _token_ids(token)[0]
         if not last:
             token = upcoming
 
 
 def generate(
-    llm,  # noqa: ANN001 - an mlx-lm model that accepts input_embeddings
+    llm: qwen3.Model,
     prompt_embeddings: mx.array,
     config: GenerationConfig,
     eos_token_ids: tuple[int, ...],
@@ -153,7 +159,7 @@ def generate(
 class _MlxBatch:
     """Left-padded prompts in mlx-lm's BatchKVCache (masks the padding, keeps each row's positions)."""
 
-    def __init__(self, llm, prompts: list[mx.array], config: GenerationConfig) -> None:  # noqa: ANN001
+    def __init__(self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig) -> None:
         lengths = [p.shape[0] for p in prompts]
         width, hidden = max(lengths), prompts[0].shape[1]
         self.padded = mx.stack(
@@ -163,10 +169,10 @@ class _MlxBatch:
         self.cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
 
     def first(self) -> list[int]:
-        return self.sample(prefill(self.llm, self.padded, self.cache)).tolist()
+        return _token_ids(self.sample(prefill(self.llm, self.padded, self.cache)))
 
     def next(self, tokens: list[int]) -> list[int]:
-        return self.sample(self.llm(mx.array(tokens)[:, None], cache=self.cache)[:, -1]).tolist()
+        return _token_ids(self.sample(self.llm(mx.array(tokens)[:, None], cache=self.cache)[:, -1]))
 
     def keep_rows(self, rows: list[int]) -> None:
         keep = mx.array(rows)
@@ -178,7 +184,7 @@ class _NumpyBatch:
     """The same in numpy (numpy_decoder.NumpyQwen3 with a batch): one GEMM per layer over all rows, weights read
     once per step for the whole batch."""
 
-    def __init__(self, llm, prompts: list[mx.array], config: GenerationConfig) -> None:  # noqa: ANN001
+    def __init__(self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig) -> None:
         lengths = [p.shape[0] for p in prompts]
         width = max(lengths)
         mx.eval(prompts)
@@ -202,7 +208,7 @@ class _NumpyBatch:
 
 
 def generate_batch(
-    llm,  # noqa: ANN001
+    llm: qwen3.Model,
     prompts: list[mx.array],
     config: GenerationConfig,
     eos_token_ids: tuple[int, ...],

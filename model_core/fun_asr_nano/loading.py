@@ -74,7 +74,9 @@ def read_weights(model_dir: Path) -> dict[str, mx.array]:
     if safetensors:
         weights: dict[str, mx.array] = {}
         for path in safetensors:
-            weights.update(mx.load(str(path)))
+            loaded = mx.load(str(path))
+            assert isinstance(loaded, dict), path  # .safetensors files load as a name -> array dict
+            weights.update(loaded)
         return weights
     pt = model_dir / "model.pt"
     if not pt.is_file():
@@ -144,7 +146,7 @@ def load_model(
     return model, model_dir
 
 
-def load_tokenizer(model_dir: Path):  # noqa: ANN201 - a transformers tokenizer
+def load_tokenizer(model_dir: Path) -> Any:  # a transformers tokenizer
     from transformers import AutoTokenizer
 
     qwen_dir = model_dir / QWEN_DIR

@@ -7,9 +7,11 @@ prompt 转写语音并翻译为英文：); without it the adapter is taken as a 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 from mlx.utils import tree_unflatten
 from mlx_lm.tuner.utils import load_adapters
 
@@ -18,7 +20,7 @@ from ..common.errors import ModelNotLoaded
 ADAPTER_TASKS = ("transcribe", "translate")
 
 
-def adapter_task(adapter_dir: str | Path) -> str:
+def adapter_task(adapter_dir: str | os.PathLike) -> str:
     config_path = Path(adapter_dir) / "adapter_config.json"
     if not config_path.is_file() or not (Path(adapter_dir) / "adapters.safetensors").is_file():
         raise ModelNotLoaded(f"{adapter_dir} is not an adapter folder (adapter_config.json + adapters.safetensors)")
@@ -28,7 +30,7 @@ def adapter_task(adapter_dir: str | Path) -> str:
     return task
 
 
-def apply_adapter(llm, adapter_dir: str | Path) -> str:  # noqa: ANN001 - an mlx-lm model
+def apply_adapter(llm: nn.Module, adapter_dir: str | os.PathLike) -> str:
     """Load the adapter into `llm` and fuse it; returns its task."""
     task = adapter_task(adapter_dir)
     try:

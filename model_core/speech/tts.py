@@ -25,10 +25,10 @@ class Synthesizer(Protocol):
 
 class EspeakSynthesizer:
     def __init__(self, voice: str = "en-us", words_per_minute: int = 165) -> None:
-        self.binary = shutil.which("espeak-ng")
-        if self.binary is None:
+        binary = shutil.which("espeak-ng")
+        if binary is None:
             raise ModelNotLoaded("espeak-ng is not installed (apt-get install espeak-ng / brew install espeak-ng)")
-        self.voice, self.wpm = voice or "en-us", words_per_minute
+        self.binary, self.voice, self.wpm = binary, voice or "en-us", words_per_minute
 
     def synthesize(self, text: str) -> tuple[np.ndarray, int]:
         if not text.strip():

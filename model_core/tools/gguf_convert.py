@@ -16,12 +16,16 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..common.assets import QWEN_CODER_GGUF
 from ..common.errors import ModelNotLoaded
 from ..translation.local import packaged_translator_converted, packaged_translator_dir, packaged_translator_gguf
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 # llama.cpp tensor names (per block) -> Hugging Face Qwen2 names. Qwen2 keeps the HF q/k row order in GGUF
 # (llama.cpp applies NeoX-style RoPE for this architecture), so no un-permutation is needed.
@@ -54,14 +58,14 @@ def hf_name(gguf_name: str) -> str:
     return f"{_TOP_NAMES[stem]}.{kind}"
 
 
-def _field(reader, key: str):  # noqa: ANN001, ANN202 - gguf.GGUFReader
+def _field(reader: GGUFReader, key: str) -> Any:
     field = reader.fields.get(key)
     if field is None:
         raise ValueError(f"GGUF metadata has no {key!r}")
     return field.contents()
 
 
-def qwen2_config(reader) -> dict:  # noqa: ANN001 - gguf.GGUFReader
+def qwen2_config(reader: GGUFReader) -> dict[str, Any]:
     """The mlx-lm `config.json` for a `general.architecture == qwen2` GGUF."""
     arch = _field(reader, "general.architecture")
     if arch != "qwen2":
@@ -87,7 +91,7 @@ def qwen2_config(reader) -> dict:  # noqa: ANN001 - gguf.GGUFReader
     }
 
 
-def dequantized_weights(reader, dtype: str = "float16", progress: bool = False) -> dict[str, np.ndarray]:  # noqa: ANN001
+def dequantized_weights(reader: GGUFReader, dtype: str = "float16", progress: bool = False) -> dict[str, np.ndarray]:
     """All tensors, dequantized (numpy, HF names, HF [out, in] layout)."""
     from gguf.quants import dequantize
     from tqdm import tqdm

@@ -33,7 +33,8 @@ class CircuitBreaker:
         if state == "half-open" and not self.trial_running:
             self.trial_running = True
             return True
-        left = max(0.0, self.opened_at + self.cooldown_s - self.clock()) if state == "open" else 0.0
+        opened = self.opened_at if self.opened_at is not None else self.clock()
+        left = max(0.0, opened + self.cooldown_s - self.clock()) if state == "open" else 0.0
         raise ServiceUnavailable(
             f"translation service unavailable: {self.consecutive} consecutive failures, "
             f"circuit open (next trial in {left:.1f} s)"

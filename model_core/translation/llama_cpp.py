@@ -13,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from ..common.errors import ModelNotLoaded
 from .base import Translation, collect_stream, require_text
@@ -71,8 +72,8 @@ class LlamaCppTranslator:
     ) -> Translation:
         require_text(text)
         t0 = time.perf_counter()
-        stream = self.llm.create_chat_completion(
-            messages=build_messages(text, source_language, context),
+        stream: Iterator[dict[str, Any]] = self.llm.create_chat_completion(  # type: ignore[assignment]
+            messages=build_messages(text, source_language, context),  # type: ignore[arg-type]
             max_tokens=self.max_output_tokens,
             temperature=self.temperature,
             stream=True,
@@ -113,7 +114,7 @@ class LlamaCppServer:
         self.model_path, self.port = Path(model_path), port or free_port()
         self.n_threads, self.n_ctx = n_threads or default_threads(), n_ctx
         self.process: subprocess.Popen | None = None
-        self.log = None
+        self.log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:

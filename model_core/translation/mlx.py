@@ -27,7 +27,7 @@ class MlxTranslator:
         from mlx_lm import load
 
         try:
-            self.model, self.tokenizer = load(model)
+            self.model, self.tokenizer = load(model)[:2]
         except Exception as exc:  # mlx-lm raises FileNotFoundError, ValueError, hub errors...
             raise ModelNotLoaded(f"cannot load the translation model {model!r}: {type(exc).__name__}: {exc}") from exc
         self.name = model
@@ -43,7 +43,7 @@ class MlxTranslator:
 
 
         dtype = default_dtype()
-        if dtype == mx.float32 and not any("scales" in k for k, _ in tree_flatten(self.model.parameters())):
+        if dtype == mx.float32 and not any("scales" in k for k in dict(tree_flatten(self.model.parameters()))):
             self.model.update(tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
                                        self.model.parameters()))  # fmt: skip
             mx.eval(self.model.parameters())

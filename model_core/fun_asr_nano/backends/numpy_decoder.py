@@ -32,7 +32,7 @@ def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 
 class _Layer:
-    def __init__(self, block) -> None:  # noqa: ANN001 - an mlx-lm qwen3 TransformerBlock
+    def __init__(self, block: qwen3.TransformerBlock) -> None:
         attn, mlp = block.self_attn, block.mlp
         self.wq, self.wk, self.wv, self.wo = (
             weight_view(p.weight) for p in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
@@ -71,7 +71,7 @@ class NumpyQwen3:
         self.head = self.embed if args.tie_word_embeddings else weight_view(llm.lm_head.weight)
         self.final_norm = weight_view(llm.model.norm.weight)
         exponents = np.arange(0, self.head_dim // 2, dtype=np.float64) * 2 / self.head_dim
-        self.inv_freq = (args.rope_theta**-exponents).astype(np.float32)
+        self.inv_freq = (float(args.rope_theta or 10000.0) ** -exponents).astype(np.float32)
         self.pad = np.asarray(pad, dtype=np.int64)
         shape = (len(self.layers), len(self.pad), self.n_kv, capacity, self.head_dim)
         self.keys = np.zeros(shape, np.float32)
@@ -134,8 +134,8 @@ class NumpyQwen3:
 
     def keep_rows(self, rows: Sequence[int]) -> None:
         """Drop the other rows (finished prompts) from the batch."""
-        rows = np.asarray(rows)
-        self.keys, self.values, self.pad = self.keys[:, rows], self.values[:, rows], self.pad[rows]
+        keep = np.asarray(rows)
+        self.keys, self.values, self.pad = self.keys[:, keep], self.values[:, keep], self.pad[keep]
 
     def forward(self, h: np.ndarray) -> np.ndarray:
         """One prompt: h (T, hidden) -> logits (vocab,) after its last position."""
