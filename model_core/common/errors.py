@@ -1,4 +1,4 @@
-"""Typed errors. Their class names are the `code` of error messages on the dora graph (design.md §2)."""
+"""Typed errors. Their class names are the `code` of error messages on the dora graph (README, "Message contract")."""
 
 from __future__ import annotations
 

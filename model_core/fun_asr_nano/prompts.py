@@ -13,7 +13,7 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 HOTWORD_PREAMBLE = (
     "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。\n\n\n**上下文信息：**\n\n\n"
 )
-# the LoRA-adapted unified model is trained on this task prompt (design.md §3)
+# the LoRA-adapted unified model is trained on this task prompt (upstream publishes no translation task)
 TRANSLATE_TO_ENGLISH_PROMPT = "转写语音并翻译为英文："
 
 
