@@ -218,22 +218,23 @@ def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, 
 
 
 def test_eval_translate_scores_text_and_an_asr_cascade(gguf_path, llama_cpp, tmp_path):
-    from dora_funasr_nano.model_core.tools import evaluation
+    from dora_funasr_nano.model_core.tools.evaluation.cli import main as dfn_eval
+    from dora_funasr_nano.model_core.tools.evaluation.data import write_jsonl
 
     rows = [
         {"id": "a", "level": 1, "zh": "你好。", "en": "Hello.", "pinyin": ""},
         {"id": "b", "level": 2, "zh": "谢谢你。", "en": "Thank you.", "pinyin": ""},
     ]
-    evaluation.write_jsonl(rows, tmp_path / "m.jsonl")
-    evaluation.write_jsonl([{"id": "a", "hyp": "你好。"}, {"id": "b", "hyp": ""}], tmp_path / "asr.jsonl")
-    evaluation.main(
+    write_jsonl(rows, tmp_path / "m.jsonl")
+    write_jsonl([{"id": "a", "hyp": "你好。"}, {"id": "b", "hyp": ""}], tmp_path / "asr.jsonl")
+    dfn_eval(
         ["translate", "--manifest", str(tmp_path / "m.jsonl"), "--engines", "llama-cpp", "-o", str(tmp_path / "t")]
     )
     report = json.loads((tmp_path / "t" / "translate-scores.json").read_text())
     result = report["engines"]["llama-cpp"]
     assert result["overall"]["n"] == 2 and result["overall"]["errors"] == 0 and set(result["groups"]) == {"1", "2"}
     assert result["overall"]["chrf"] > 50 and result["overall"]["latency"]["n"] == 2
-    evaluation.main([
+    dfn_eval([
         "translate", "--manifest", str(tmp_path / "m.jsonl"), "--engines", "llama-cpp", "--source-hyp",
         str(tmp_path / "asr.jsonl"), "-o", str(tmp_path / "c"),
     ])  # fmt: skip
