@@ -149,7 +149,7 @@ class FunAsrNano:
         """Speech -> English.
 
         With a translation-adapted model (LoRA, `can_translate`) the model itself translates (unified). Otherwise,
-        given a text `translator` (translators.load_local_translator(), or a RemoteTranslator), it transcribes
+        given a text `translator` (translation.local.load_local_translator(), or a RemoteTranslator), it transcribes
         and the translator translates (two-stage); `Result.source_text` holds the Chinese transcript.
         With `config.stream_on_sentence`, `on_partial(chinese, english)` is called per sentence as soon as it is
         complete: in two-stage mode sentences are translated while the transcript is still being decoded; in

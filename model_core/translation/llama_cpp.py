@@ -2,7 +2,7 @@
 
 On Linux CPU this runs the packaged Q4_K_M GGUF directly (4-6 bit weights, ~0.4 GB read per token) where MLX needs
 fp32 (~2.5 GB per token), so it is the Linux default of the translate-text node (measured: README, "Translators").
-Same prompt (remote_llm.build_messages) and result type as the MLX and remote translators.
+Same prompt (prompt.build_messages) and `Translator` protocol as the MLX and remote translators.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def server_command(model: Path, host: str, port: int, n_threads: int, n_ctx: int
 class LlamaCppServer:
     """`python -m llama_cpp.server` on localhost, started and stopped by us (tests, benchmarks, demos).
 
-    The OpenAI-compatible API is at `base_url`; talk to it with remote_llm.RemoteTranslator (the llm-fallback node).
+    The OpenAI-compatible API is at `base_url`; talk to it with remote.RemoteTranslator (the llm-fallback node).
     """
 
     def __init__(
