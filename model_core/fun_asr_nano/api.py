@@ -18,6 +18,7 @@ import numpy as np
 
 from ..common.errors import InvalidAudio, UnsupportedLanguage
 from ..speech.audio import SAMPLE_RATE, check_segment
+from ..translation.base import Translator
 from ..translation.sentences import SentenceStreamer, split_sentences, stable_sentences
 from .backends import Backends, choose_backends
 from .cache import PromptCache
@@ -143,7 +144,7 @@ class FunAsrNano:
         audio: np.ndarray,
         config: TranslationConfig | None = None,
         on_token: Callable[[int], None] | None = None,
-        translator: Any = None,
+        translator: Translator | None = None,
         on_partial: Callable[[str, str], None] | None = None,
     ) -> Result:
         """Speech -> English.

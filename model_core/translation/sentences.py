@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..common.errors import TranslationFailed
-from .base import Translation
+from .base import Translation, Translator
 
 SENTENCE_ENDS = "。！？!?；;…"
 _END = re.compile(rf"[{SENTENCE_ENDS}]+[”’\"')）」』]*")
@@ -57,7 +56,7 @@ class SentenceStreamer:
 
     def __init__(
         self,
-        translator: Any,
+        translator: Translator,
         *,
         source_language: str = "zh",
         context: Sequence[str] = (),
@@ -111,7 +110,7 @@ class SentenceStreamer:
 
 
 def translate_by_sentence(
-    translator: Any,
+    translator: Translator,
     text: str,
     *,
     source_language: str = "zh",
