@@ -42,9 +42,10 @@ run-mic: setup
 	PLAY=true PROBE_OUTPUT=$(CURDIR)/probe-results.jsonl \
 	  dora run dataflows/mic_whisper_translate.yml --log-filter "$(QUIET_NODES)"
 
-# The whole test suite: lint, unit tests, and the real dataflows under `dora run`.
+# The whole test suite: lint, type check, unit tests, and the real dataflows under `dora run`.
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:
