@@ -248,12 +248,5 @@ class FunAsrNano:
         ]
 
 
-def load(
-    path_or_id: str | os.PathLike = DEFAULT_MODEL,
-    dtype: mx.Dtype | None = None,
-    adapter: str | os.PathLike | None = None,
-    low_memory: bool = False,
-    backend: str | None = None,
-) -> FunAsrNano:
-    """FunAsrNano.load, as a function (mlx-lm's `load` shape)."""
-    return FunAsrNano.load(path_or_id, dtype, adapter, low_memory, backend)
+# mlx-lm's shape: `load(path_or_id, ...)` as a function
+load = FunAsrNano.load
