@@ -1,9 +1,6 @@
-"""The message contract between nodes (design.md §2), built and parsed in one place.
-
-audio:   pa.array(float32 mono samples); metadata sample_rate, session_id, seq, captured_at (+ segment ids for segments)
-text:    pa.array([str]); metadata language, primitive="text", fin, seq + the segment ids
-error:   pa.array([json]); json {code, message, session_id, segment_id}; the same ids in metadata
-Every message of one utterance carries session_id and segment_id; start_s, end_s, captured_at travel with them.
+"""The message contract between nodes: every input/output name and metadata key, declared once, and the messages
+built and parsed in one place (audio: float32 samples; text: one string; error: one JSON string). The README's
+"Message contract" table documents each key: what it means and who sets it.
 """
 
 from __future__ import annotations
@@ -11,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +16,62 @@ import pyarrow as pa
 from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, InvalidAudio
 from dora_funasr_nano.model_core.speech.audio import normalize
 
-# Keys that identify and time one utterance; every node copies them from input to output.
-SEGMENT_KEYS = ("session_id", "segment_id", "start_s", "end_s", "captured_at")
+
+class Port:
+    """Input and output ids."""
+
+    AUDIO: Final = "audio"  # audio-source -> vad; tts's speech
+    SEGMENT: Final = "segment"  # vad -> asr
+    TEXT: Final = "text"  # asr / translators -> translators, tts, probe
+    ERROR: Final = "error"  # every node's typed errors
+    READY: Final = "ready"  # model nodes: loaded (ok) or not; audio-source's optional input
+    TICK: Final = "tick"  # audio-source's timer input
+
+
+class Key:
+    """Metadata keys (and the error body's fields)."""
+
+    # ids and timing of one utterance, copied from input to output by every node (SEGMENT_KEYS)
+    SESSION_ID: Final = "session_id"
+    SEGMENT_ID: Final = "segment_id"
+    START_S: Final = "start_s"
+    END_S: Final = "end_s"
+    CAPTURED_AT: Final = "captured_at"
+    # stream control
+    SEQ: Final = "seq"
+    FIN: Final = "fin"
+    EOS: Final = "eos"
+    # audio
+    SAMPLE_RATE: Final = "sample_rate"
+    CHANNELS: Final = "channels"
+    OVERFLOWS: Final = "overflows"
+    FORCED_SPLIT: Final = "forced_split"
+    SPEECH_FRAMES: Final = "speech_frames"
+    NONFINITE_SAMPLES: Final = "nonfinite_samples"
+    TEXT_LANGUAGE: Final = "text_language"
+    # text
+    LANGUAGE: Final = "language"
+    PRIMITIVE: Final = "primitive"
+    SOURCE_TEXT: Final = "source_text"
+    SOURCE_LANGUAGE: Final = "source_language"
+    TASK: Final = "task"
+    FINISH_REASON: Final = "finish_reason"
+    TOKENS: Final = "tokens"
+    ASR_S: Final = "asr_s"
+    RTF: Final = "rtf"
+    ENCODER_BACKEND: Final = "encoder_backend"
+    DECODER_BACKEND: Final = "decoder_backend"
+    TRANSLATOR: Final = "translator"
+    TRANSLATE_S: Final = "translate_s"
+    LLM_ATTEMPTS: Final = "llm_attempts"
+    # errors and ready
+    CODE: Final = "code"
+    MESSAGE: Final = "message"  # error body only
+    OK: Final = "ok"
+    TIMESTAMP: Final = "timestamp"  # set by dora itself on every message
+
+
+SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT)
 
 
 def now() -> float:
@@ -30,14 +81,7 @@ def now() -> float:
 
 def flat(metadata: dict[str, Any]) -> dict[str, Any]:
     """dora metadata must be flat bool/int/float/str (or lists); drop None, convert numpy scalars."""
-    out: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if value is None:
-            continue
-        if isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    return out
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in metadata.items() if v is not None}
 
 
 def segment_ids(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +89,7 @@ def segment_ids(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def audio_message(samples: np.ndarray, sample_rate: int, **metadata: Any) -> tuple[pa.Array, dict[str, Any]]:
-    return pa.array(np.asarray(samples, dtype=np.float32)), flat({"sample_rate": int(sample_rate), **metadata})
+    return pa.array(np.asarray(samples, dtype=np.float32)), flat({Key.SAMPLE_RATE: int(sample_rate), **metadata})
 
 
 def read_audio(value: pa.Array, metadata: dict[str, Any]) -> np.ndarray:
@@ -53,7 +97,7 @@ def read_audio(value: pa.Array, metadata: dict[str, Any]) -> np.ndarray:
 
     A missing sample_rate is an error: guessing would silently mis-read the audio.
     """
-    if "sample_rate" not in metadata:
+    if Key.SAMPLE_RATE not in metadata:
         raise InvalidAudio("audio message has no sample_rate metadata")
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
@@ -65,13 +109,13 @@ def read_audio(value: pa.Array, metadata: dict[str, Any]) -> np.ndarray:
         raise InvalidAudio(f"audio message of type {value.type} is not a flat sample array") from exc
     if samples.dtype == object:
         raise InvalidAudio(f"audio message of type {value.type} is not a flat sample array")
-    return normalize(samples, int(metadata["sample_rate"]), int(metadata.get("channels", 1)))
+    return normalize(samples, int(metadata[Key.SAMPLE_RATE]), int(metadata.get(Key.CHANNELS, 1)))
 
 
 def text_message(
     text: str, language: str, *, fin: bool = True, seq: int = 0, **metadata: Any
 ) -> tuple[pa.Array, dict[str, Any]]:
-    meta = {"language": language, "primitive": "text", "fin": fin, "seq": seq, **metadata}
+    meta = {Key.LANGUAGE: language, Key.PRIMITIVE: "text", Key.FIN: fin, Key.SEQ: seq, **metadata}
     return pa.array([text]), flat(meta)
 
 
@@ -80,30 +124,26 @@ def read_text(value: pa.Array) -> str:
     return "" if not items else str(items[0])
 
 
-def error_message(error: FunAsrNanoError | str, message: str = "", **metadata: Any) -> tuple[pa.Array, dict]:
+def error_message(error: FunAsrNanoError | str, message: str = "", /, **metadata: Any) -> tuple[pa.Array, dict]:
     """`error` may be a typed exception (its class name is the code) or a code string with a message."""
     if isinstance(error, FunAsrNanoError):
         code, message = error.code, message or str(error)
     else:
         code = error
-    meta = flat({"fin": True, **metadata})
-    body = {
-        "code": code,
-        "message": message,
-        "session_id": meta.get("session_id"),
-        "segment_id": meta.get("segment_id"),
-    }
-    return pa.array([json.dumps(body, ensure_ascii=False)]), {**meta, "code": code}
+    meta = flat({Key.FIN: True, **metadata})
+    body = {Key.CODE: code, Key.MESSAGE: message, Key.SESSION_ID: meta.get(Key.SESSION_ID),
+            Key.SEGMENT_ID: meta.get(Key.SEGMENT_ID)}  # fmt: skip
+    return pa.array([json.dumps(body, ensure_ascii=False)]), {**meta, Key.CODE: code}
 
 
 def read_error(value: pa.Array) -> dict[str, Any]:
     return json.loads(read_text(value))
 
 
-def send_ready(node: Any, load_error: FunAsrNanoError | None) -> None:
+def send_ready(node: Any, load_error: FunAsrNanoError | None, **metadata: Any) -> None:
     """Announce on `ready` that the node can take work (ok=false: it will answer every input with an error)."""
-    meta = {"ok": load_error is None, **({"code": load_error.code} if load_error else {})}
+    meta = {Key.OK: load_error is None, **({Key.CODE: load_error.code} if load_error else metadata)}
     try:
-        node.send_output("ready", pa.array([meta["ok"]]), meta)
+        node.send_output(Port.READY, pa.array([meta[Key.OK]]), flat(meta))
     except Exception as exc:  # noqa: BLE001 - graphs that do not declare `ready` do not need it
         print(f"[ready] not sent: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """probe: a sink that records every text/error it receives, per segment, with latencies.
 
 Any number of inputs (name them as you like); a message whose metadata has `code` is an error, anything else is
-text. Each message becomes one JSON line in PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
+text. Each message becomes one JSON line in DFN_PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
 received_at, latency_s = received_at - captured_at. Final texts are printed as they arrive; when the inputs close
 a summary (counts, errors by code, latency and real-time-factor median/p95, segments with more than one
 final) is printed and written next to the JSONL file as <name>.summary.json.
@@ -13,12 +13,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .config import load_config
-from .contract import now, read_error, read_text
+from .contract import Key, now, read_error, read_text
 from .events import input_events
 
 
@@ -26,7 +26,10 @@ from .events import input_events
 class ProbeConfig:
     """Latency/result recorder."""
 
-    probe_output: str = "probe-results.jsonl"  # JSONL path (relative to the node's working directory)
+    PREFIX: ClassVar[str] = "DFN_PROBE_"
+    RENAMED: ClassVar[dict[str, str]] = {"output": "probe_output"}
+
+    output: str = "probe-results.jsonl"  # JSONL path (relative to the node's working directory)
     quiet: bool = False  # do not print each final text
 
 
@@ -37,56 +40,57 @@ def percentile(values: list[float], q: float) -> float | None:
 class Probe:
     def __init__(self, cfg: ProbeConfig) -> None:
         self.cfg = cfg
-        self.path = Path(cfg.probe_output)
+        self.path = Path(cfg.output)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.records: list[dict[str, Any]] = []
 
-    def on_message(self, input_id: str, value, metadata: dict) -> dict[str, Any]:  # noqa: ANN001
+    def on_message(self, input_id: str, value: Any, metadata: dict[str, Any]) -> dict[str, Any]:
         received = now()
         rec: dict[str, Any] = {"input": input_id, "received_at": received}
-        rec.update({k: v for k, v in metadata.items() if k not in ("timestamp", "primitive")})
-        if "code" in metadata:
+        rec.update({k: v for k, v in metadata.items() if k not in (Key.TIMESTAMP, Key.PRIMITIVE)})
+        if Key.CODE in metadata:
             rec["kind"] = "error"
             try:
                 rec.update(read_error(value))
             except (ValueError, TypeError):
-                rec["message"] = str(value.to_pylist())
+                rec[Key.MESSAGE] = str(value.to_pylist())
         else:
             rec["kind"] = "text"
             rec["text"] = read_text(value)
-        if isinstance(metadata.get("captured_at"), int | float) and metadata["captured_at"] > 0:
-            rec["latency_s"] = round(received - float(metadata["captured_at"]), 4)
+        captured = metadata.get(Key.CAPTURED_AT)
+        if isinstance(captured, int | float) and captured > 0:
+            rec["latency_s"] = round(received - float(captured), 4)
         self.file.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self.file.flush()
         self.records.append(rec)
-        if not self.cfg.quiet and rec.get("fin", True):
+        if not self.cfg.quiet and rec.get(Key.FIN, True):
             self._print(rec)
         return rec
 
     @staticmethod
     def _print(rec: dict[str, Any]) -> None:
-        where = f"{rec.get('session_id', '?')}#{rec.get('segment_id', '-')}"
-        span = f" {rec['start_s']:.2f}-{rec['end_s']:.2f}s" if "start_s" in rec and "end_s" in rec else ""
+        where = f"{rec.get(Key.SESSION_ID, '?')}#{rec.get(Key.SEGMENT_ID, '-')}"
+        span = f" {rec[Key.START_S]:.2f}-{rec[Key.END_S]:.2f}s" if Key.START_S in rec and Key.END_S in rec else ""
         lat = f" latency {rec['latency_s']:.2f}s" if "latency_s" in rec else ""
         if rec["kind"] == "error":
-            print(f"[probe] {where}{span}{lat} ERROR {rec.get('code')}: {rec.get('message')}", flush=True)
+            print(f"[probe] {where}{span}{lat} ERROR {rec.get(Key.CODE)}: {rec.get(Key.MESSAGE)}", flush=True)
         else:
-            print(f"[probe] {where}{span}{lat} [{rec.get('language', '?')}] {rec['text']}", flush=True)
+            print(f"[probe] {where}{span}{lat} [{rec.get(Key.LANGUAGE, '?')}] {rec['text']}", flush=True)
 
     def summary(self) -> dict[str, Any]:
-        finals = [r for r in self.records if r.get("fin", True)]
+        finals = [r for r in self.records if r.get(Key.FIN, True)]
         per_segment: dict[tuple, int] = {}
         for r in finals:
-            if "segment_id" in r:
-                key = (r.get("session_id"), r["segment_id"])
+            if Key.SEGMENT_ID in r:
+                key = (r.get(Key.SESSION_ID), r[Key.SEGMENT_ID])
                 per_segment[key] = per_segment.get(key, 0) + 1
         latencies = [r["latency_s"] for r in finals if r["kind"] == "text" and "latency_s" in r]
-        rtfs = [r["rtf"] for r in finals if r["kind"] == "text" and "rtf" in r]
+        rtfs = [r[Key.RTF] for r in finals if r["kind"] == "text" and Key.RTF in r]
         errors: dict[str, int] = {}
         for r in finals:
             if r["kind"] == "error":
-                errors[r.get("code", "?")] = errors.get(r.get("code", "?"), 0) + 1
+                errors[r.get(Key.CODE, "?")] = errors.get(r.get(Key.CODE, "?"), 0) + 1
         return {
             "messages": len(self.records),
             "segments": len(per_segment),
@@ -119,7 +123,7 @@ class Probe:
         return summary
 
 
-def run(node, cfg: ProbeConfig) -> dict[str, Any]:  # noqa: ANN001
+def run(node: Any, cfg: ProbeConfig) -> dict[str, Any]:
     probe = Probe(cfg)
     for input_id, value, metadata in input_events(node):
         probe.on_message(input_id, value, metadata)

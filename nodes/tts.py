@@ -2,26 +2,25 @@
 
 Input `text`, or several text inputs under any names (partials, fin=false, are skipped). Outputs `audio`
 (float32 mono at the engine's rate, with sample_rate and the segment ids) and `error`. Optionally plays through
-the default output device (one utterance after the other, in a background thread) and/or writes
-<session>-<segment>.wav files into WAV_DIR.
+the default output device (model_core.speech.player: one utterance after the other, in a background thread)
+and/or writes <session>-<segment>.wav files into DFN_TTS_WAV_DIR.
 """
 
 from __future__ import annotations
 
-import queue
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-import numpy as np
 import soundfile as sf
 
-from dora_funasr_nano.model_core.common.errors import DeviceUnavailable, FunAsrNanoError
+from dora_funasr_nano.model_core.common.errors import DeviceUnavailable, FunAsrNanoError, ModelNotLoaded
+from dora_funasr_nano.model_core.speech.player import Player
 from dora_funasr_nano.model_core.speech.tts import Synthesizer, make_synthesizer
 
 from .config import load_config
-from .contract import audio_message, error_message, read_text, segment_ids
+from .contract import Key, Port, audio_message, error_message, read_text, segment_ids
 from .events import input_events
 
 
@@ -29,47 +28,27 @@ from .events import input_events
 class TtsConfig:
     """English speech output."""
 
-    tts_engine: str = "espeak"  # "espeak" or "piper"
-    tts_voice: str = ""  # espeak voice (default en-us) or a piper .onnx path (default: the packaged joe voice)
+    PREFIX: ClassVar[str] = "DFN_TTS_"
+    RENAMED: ClassVar[dict[str, str]] = {"engine": "tts_engine", "voice": "tts_voice"}
+
+    engine: str = "espeak"  # "espeak" or "piper"
+    voice: str = ""  # espeak voice (default en-us) or a piper .onnx path (default: the packaged joe voice)
     play: bool = False  # play through the default output device
     wav_dir: str = ""  # write one WAV per segment here; empty = do not write
 
     def __post_init__(self) -> None:
-        if self.tts_engine not in ("espeak", "piper"):
-            raise ValueError(f"TTS_ENGINE must be espeak or piper, got {self.tts_engine!r}")
-
-
-class Player:
-    """Plays utterances in order without blocking the event loop."""
-
-    def __init__(self) -> None:
-        import sounddevice as sd
-
-        self.sd = sd
-        self.jobs: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            try:
-                self.sd.play(job[0], job[1], blocking=True)
-            except Exception as exc:  # noqa: BLE001 - a missing speaker must not stop the graph
-                print(f"[tts] playback failed: {exc}", file=sys.stderr)
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.thread.join(timeout=120)
+        if self.engine not in ("espeak", "piper"):
+            raise ValueError(f"{self.PREFIX}ENGINE must be espeak or piper, got {self.engine!r}")
 
 
 class TtsNode:
-    def __init__(self, node, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> None:  # noqa: ANN001
+    def __init__(self, node: Any, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> None:
         self.node, self.cfg = node, cfg
         self.load_error: FunAsrNanoError | None = None
         self.synth = synthesizer
         if synthesizer is None:
             try:
-                self.synth = make_synthesizer(cfg.tts_engine, cfg.tts_voice)
+                self.synth = make_synthesizer(cfg.engine, cfg.voice)
             except FunAsrNanoError as exc:
                 self.load_error = exc
         self.player: Player | None = None
@@ -81,30 +60,31 @@ class TtsNode:
         if cfg.wav_dir:
             Path(cfg.wav_dir).mkdir(parents=True, exist_ok=True)
 
-    def on_text(self, value, metadata: dict) -> None:  # noqa: ANN001
-        if not metadata.get("fin", True):
+    def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
+        if not metadata.get(Key.FIN, True):
             return
         ids = segment_ids(metadata)
         try:
-            if self.load_error is not None:
-                raise self.load_error
+            if self.load_error is not None or self.synth is None:
+                raise self.load_error or ModelNotLoaded("no synthesizer")
             samples, rate = self.synth.synthesize(read_text(value))
         except FunAsrNanoError as exc:
-            self.node.send_output("error", *error_message(exc, **ids))
+            self.node.send_output(Port.ERROR, *error_message(exc, **ids))
             return
-        self.node.send_output("audio", *audio_message(samples, rate, **ids, text_language=metadata.get("language")))
+        meta = {**ids, Key.TEXT_LANGUAGE: metadata.get(Key.LANGUAGE)}
+        self.node.send_output(Port.AUDIO, *audio_message(samples, rate, **meta))
         if self.cfg.wav_dir:
-            name = f"{ids.get('session_id', 'session')}-{ids.get('segment_id', 0)}.wav"
+            name = f"{ids.get(Key.SESSION_ID, 'session')}-{ids.get(Key.SEGMENT_ID, 0)}.wav"
             sf.write(Path(self.cfg.wav_dir) / name, samples, rate)
         if self.player is not None:
-            self.player.jobs.put((samples, rate))
+            self.player.play(samples, rate)
 
     def close(self) -> None:
         if self.player is not None:
             self.player.close()
 
 
-def run(node, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> TtsNode:  # noqa: ANN001
+def run(node: Any, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> TtsNode:
     tts = TtsNode(node, cfg, synthesizer)
     for _, value, metadata in input_events(node):  # every input is text (e.g. `text` and `fallback_text`)
         tts.on_text(value, metadata)

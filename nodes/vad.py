@@ -1,4 +1,4 @@
-"""vad: streaming speech segmentation with Silero VAD (see model_core.vad for the segmenter).
+"""vad: streaming speech segmentation with Silero VAD (model_core.speech.vad has the segmenter).
 
 Input `audio` (chunks from audio-source, any rate). Outputs `segment` (16 kHz float32 speech with session_id,
 segment_id, start_s, end_s, captured_at = wall clock of the segment's last sample) and `error`.
@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
 from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinite
 from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
 
 from .config import load_config
-from .contract import audio_message, error_message, read_audio
+from .contract import Key, Port, audio_message, error_message, read_audio
 from .events import input_events
 
 
 @dataclass
 class VadConfig(SegmenterConfig):
     """Silero VAD segmenter (thresholds are speech probabilities, times in seconds)."""
+
+    PREFIX: ClassVar[str] = "DFN_VAD_"
 
 
 class _Session:
@@ -33,7 +36,7 @@ class _Session:
 
 
 class VadNode:
-    def __init__(self, node, cfg: VadConfig) -> None:  # noqa: ANN001
+    def __init__(self, node: Any, cfg: VadConfig) -> None:
         self.node, self.cfg = node, cfg
         self.sessions: dict[str, _Session] = {}
         self.segments_sent = 0
@@ -44,19 +47,20 @@ class VadNode:
             self.sessions[session_id] = _Session(SpeechSegmenter(SileroVad(), seg_cfg))
         return self.sessions[session_id]
 
-    def on_audio(self, value, metadata: dict) -> None:  # noqa: ANN001
-        session_id = str(metadata.get("session_id", "default"))
+    def on_audio(self, value: Any, metadata: dict[str, Any]) -> None:
+        session_id = str(metadata.get(Key.SESSION_ID, "default"))
         try:
             samples = read_audio(value, metadata)
         except FunAsrNanoError as exc:
-            self._error(exc, session_id=session_id, seq=metadata.get("seq"))
+            ids = {Key.SESSION_ID: session_id, Key.SEQ: metadata.get(Key.SEQ)}
+            self.node.send_output(Port.ERROR, *error_message(exc, **ids))
             return
         state = self._session(session_id)
         state.position += samples.size
-        state.captured_at = float(metadata.get("captured_at", 0.0))
+        state.captured_at = float(metadata.get(Key.CAPTURED_AT, 0.0))
         for seg in state.segmenter.push(samples):
             self._emit(session_id, state, seg)
-        if metadata.get("eos"):
+        if metadata.get(Key.EOS):
             self.flush(session_id)
 
     def flush(self, session_id: str) -> None:
@@ -79,31 +83,20 @@ class VadNode:
         end_sample = seg.start_sample + seg.samples.size
         # the segment's last sample was captured this long before the newest received one
         captured_at = state.captured_at - (state.position - end_sample) / SAMPLE_RATE
-        value, meta = audio_message(
-            seg.samples,
-            SAMPLE_RATE,
-            session_id=session_id,
-            segment_id=state.next_id,
-            start_s=round(seg.start_s, 4),
-            end_s=round(seg.end_s, 4),
-            captured_at=captured_at,
-            forced_split=seg.forced_split,
-            speech_frames=seg.speech_frames,
-            nonfinite_samples=count_nonfinite(seg.samples),
-        )
-        self.node.send_output("segment", value, meta)
+        meta = {
+            Key.SESSION_ID: session_id, Key.SEGMENT_ID: state.next_id, Key.START_S: round(seg.start_s, 4),
+            Key.END_S: round(seg.end_s, 4), Key.CAPTURED_AT: captured_at, Key.FORCED_SPLIT: seg.forced_split,
+            Key.SPEECH_FRAMES: seg.speech_frames, Key.NONFINITE_SAMPLES: count_nonfinite(seg.samples),
+        }  # fmt: skip
+        self.node.send_output(Port.SEGMENT, *audio_message(seg.samples, SAMPLE_RATE, **meta))
         state.next_id += 1
         self.segments_sent += 1
 
-    def _error(self, exc: FunAsrNanoError, **ids) -> None:  # noqa: ANN003
-        value, meta = error_message(exc, **ids)
-        self.node.send_output("error", value, meta)
 
-
-def run(node, cfg: VadConfig) -> VadNode:  # noqa: ANN001
+def run(node: Any, cfg: VadConfig) -> VadNode:
     vad = VadNode(node, cfg)
     for input_id, value, metadata in input_events(node):
-        if input_id == "audio":
+        if input_id == Port.AUDIO:
             vad.on_audio(value, metadata)
     vad.flush_all()
     return vad

@@ -10,54 +10,64 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dora_funasr_nano.model_core.speech.whisper import TASKS, WhisperRecognizer
 
 from .config import load_config
-from .speech_node import Partial, Recognize, SpeechToTextNode, Transcript
+from .contract import Key
+from .speech_node import Partial, Recognizer, SpeechToTextNode, Transcript
 
 
 @dataclass
 class WhisperConfig:
     """Whisper base speech recognition / speech translation."""
 
-    whisper_task: str = "translate"  # "translate" (-> English) or "transcribe"
-    whisper_language: str = "zh"  # spoken language; empty = detect
+    PREFIX: ClassVar[str] = "DFN_WHISPER_"
+    RENAMED: ClassVar[dict[str, str]] = {
+        "task": "whisper_task", "language": "whisper_language", "temperature": "temperatures",
+        "threads": "cpu_threads", "model": "model_dir",
+    }  # fmt: skip
+
+    task: str = "translate"  # "translate" (-> English) or "transcribe"
+    language: str = "zh"  # spoken language; empty = detect
     beam_size: int = 5
-    temperatures: str = "0"  # comma-separated fallback ladder, e.g. "0,0.2,0.4,0.6,0.8,1"; "0" = deterministic
+    temperature: str = "0"  # comma-separated fallback ladder, e.g. "0,0.2,0.4,0.6,0.8,1"; "0" = deterministic
     compute_type: str = "int8"  # CTranslate2 compute type: int8, float32, ...
-    cpu_threads: int = 0  # 0 = CTranslate2's default
-    model_dir: str = ""  # empty = the packaged Whisper base (assembled into the cache on first use)
+    threads: int = 0  # CPU threads; 0 = CTranslate2's default
+    model: str = ""  # a CTranslate2 Whisper folder; empty = the packaged Whisper base (assembled on first use)
     min_segment_s: float = 0.1
     max_segment_s: float = 30.0
 
     def __post_init__(self) -> None:
         try:
-            self.temperature_ladder = tuple(float(t) for t in self.temperatures.split(","))
+            self.temperature_ladder = tuple(float(t) for t in self.temperature.split(","))
         except ValueError:
-            raise ValueError(f"TEMPERATURES must be comma-separated numbers, got {self.temperatures!r}") from None
-        if self.whisper_task not in TASKS:
-            raise ValueError(f"WHISPER_TASK must be one of {TASKS}, got {self.whisper_task!r}")
+            raise ValueError(
+                f"{self.PREFIX}TEMPERATURE must be comma-separated numbers, got {self.temperature!r}"
+            ) from None
+        if self.task not in TASKS:
+            raise ValueError(f"{self.PREFIX}TASK must be one of {TASKS}, got {self.task!r}")
 
 
-def make_recognizer(cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> Recognize:
+def make_recognizer(cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> Recognizer:
     if recognizer is None:
-        recognizer = WhisperRecognizer(
-            cfg.model_dir or None, cfg.compute_type, cfg.cpu_threads, cfg.beam_size, cfg.temperature_ladder
-        )
+        recognizer = WhisperRecognizer(cfg.model or None, cfg.compute_type, cfg.threads, cfg.beam_size,
+                                       cfg.temperature_ladder)  # fmt: skip
         recognizer.warm_up()
+    whisper = recognizer
 
     def recognize(samples: np.ndarray, partial: Partial) -> Transcript:  # noqa: ARG001 - whisper does not stream
-        result = recognizer.recognize(samples, cfg.whisper_task, cfg.whisper_language)
-        meta = {"source_language": result.source_language, "task": cfg.whisper_task}
+        result = whisper.recognize(samples, cfg.task, cfg.language)
+        meta = {Key.SOURCE_LANGUAGE: result.source_language, Key.TASK: cfg.task}
         return Transcript(result.text, result.language, meta)
 
-    return recognize
+    return Recognizer(recognize)
 
 
-def run(node, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> SpeechToTextNode:  # noqa: ANN001
+def run(node: Any, cfg: WhisperConfig, recognizer: WhisperRecognizer | None = None) -> SpeechToTextNode:
     load = lambda: make_recognizer(cfg, recognizer)  # noqa: E731
     return SpeechToTextNode(node, "whisper", load, cfg.min_segment_s, cfg.max_segment_s).run()
 

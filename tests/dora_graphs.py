@@ -24,7 +24,7 @@ def dora_run(graph: str, workdir: Path, timeout: float = 240, **env: str) -> tup
     probe = workdir / "probe.jsonl"
     proc = subprocess.run(
         ["dora", "run", str(DATAFLOWS / graph)],
-        env=node_env(PROBE_OUTPUT=str(probe), **env),
+        env=node_env(DFN_PROBE_OUTPUT=str(probe), **env),
         cwd=workdir,
         capture_output=True,
         text=True,

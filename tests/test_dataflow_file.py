@@ -20,7 +20,7 @@ def digits(text: str) -> str:
 
 
 def test_bundled_sample_becomes_english_text_and_speech(tmp_path, bundled_sample):
-    records, _ = dora_run(GRAPH, tmp_path, REALTIME="false", WAV_DIR=str(tmp_path / "speech"))
+    records, _ = dora_run(GRAPH, tmp_path, DFN_SOURCE_REALTIME="false", DFN_TTS_WAV_DIR=str(tmp_path / "speech"))
     results = finals(records)
     assert len(results) == 2, records
     hello, counting = (results[k] for k in sorted(results))
@@ -34,7 +34,7 @@ def test_bundled_sample_becomes_english_text_and_speech(tmp_path, bundled_sample
 
 
 def test_realtime_replay_reports_latency(tmp_path, bundled_sample):
-    records, _ = dora_run(GRAPH, tmp_path, REALTIME="true")
+    records, _ = dora_run(GRAPH, tmp_path, DFN_SOURCE_REALTIME="true")
     results = finals(records)
     assert len(results) == 2
     # live pacing: the result comes after its speech ended, within a few seconds on 2 cores
@@ -46,7 +46,7 @@ def test_realtime_replay_reports_latency(tmp_path, bundled_sample):
 def test_unreadable_file_is_reported_and_the_graph_ends(tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEfmt nonsense")
-    records, _ = dora_run(GRAPH, tmp_path, REALTIME="false", AUDIO_FILE=str(bad))
+    records, _ = dora_run(GRAPH, tmp_path, DFN_SOURCE_REALTIME="false", DFN_SOURCE_FILE=str(bad))
     (rec,) = records
     assert rec["kind"] == "error" and rec["code"] == "AudioUnreadable" and rec["input"] == "source_error"
 
@@ -61,7 +61,7 @@ def test_stereo_44k_pcm_with_nan_burst_and_a_minute_of_silence(tmp_path):
     stereo[i : i + 2000] = np.nan
     path = tmp_path / "long.wav"
     sf.write(path, stereo, 44100, subtype="FLOAT")
-    records, _ = dora_run(GRAPH, tmp_path, REALTIME="false", AUDIO_FILE=str(path))
+    records, _ = dora_run(GRAPH, tmp_path, DFN_SOURCE_REALTIME="false", DFN_SOURCE_FILE=str(path))
     results = finals(records)
     texts = [results[k] for k in sorted(results)]
     assert [r["kind"] for r in texts] == ["text", "text"], records
@@ -79,7 +79,7 @@ def test_ten_minute_file(tmp_path):
     )
     path = tmp_path / "ten_minutes.flac"
     sf.write(path, audio, 16000)
-    records, _ = dora_run(GRAPH, tmp_path, REALTIME="false", AUDIO_FILE=str(path))
+    records, _ = dora_run(GRAPH, tmp_path, DFN_SOURCE_REALTIME="false", DFN_SOURCE_FILE=str(path))
     results = finals(records)
     assert len(results) == 2 and all(r["kind"] == "text" for r in results.values())
     last = results[max(results)]
@@ -92,8 +92,8 @@ def test_same_graph_under_dora_up_and_start(tmp_path):
     subprocess.run(["dora", "up"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60)
     try:
         proc = subprocess.run(
-            ["dora", "start", str(DATAFLOWS / GRAPH), "--attach", "--env", "REALTIME=false", "--env",
-             f"PROBE_OUTPUT={probe}"],
+            ["dora", "start", str(DATAFLOWS / GRAPH), "--attach", "--env", "DFN_SOURCE_REALTIME=false", "--env",
+             f"DFN_PROBE_OUTPUT={probe}"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
         )  # fmt: skip
     finally:

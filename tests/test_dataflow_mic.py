@@ -48,7 +48,7 @@ def virtual_mic():
 
 def test_microphone_graph_translates_what_it_hears(tmp_path, virtual_mic, bundled_sample):
     probe = tmp_path / "probe.jsonl"
-    env = node_env(DURATION_S="10", PROBE_OUTPUT=str(probe), PULSE_SOURCE=f"{virtual_mic}.monitor")
+    env = node_env(DFN_SOURCE_DURATION_S="10", DFN_PROBE_OUTPUT=str(probe), PULSE_SOURCE=f"{virtual_mic}.monitor")
     # PULSE_SOURCE points the default capture device at the sink's monitor without touching system defaults
     proc = subprocess.Popen(
         ["dora", "run", str(DATAFLOWS / "mic_whisper_translate.yml")],

@@ -11,7 +11,9 @@ GRAPH = "file_whisper_remote.yml"
 
 def test_transcripts_are_translated_by_the_server(tmp_path, llm):
     server = llm("ok")
-    records, log = dora_run(GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=server.url, LLM_MODEL="fake")
+    records, log = dora_run(
+        GRAPH, tmp_path, DFN_SOURCE_REALTIME="false", DFN_LLM_BASE_URL=server.url, DFN_LLM_MODEL="fake"
+    )
     results = finals(records)
     assert len(results) == 2, log[-3000:]
     assert all(
@@ -24,7 +26,12 @@ def test_transcripts_are_translated_by_the_server(tmp_path, llm):
 def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, llm):
     server = llm("500")
     records, log = dora_run(
-        GRAPH, tmp_path, REALTIME="false", LLM_BASE_URL=server.url, MAX_RETRIES="1", RETRY_BACKOFF_S="0.01"
+        GRAPH,
+        tmp_path,
+        DFN_SOURCE_REALTIME="false",
+        DFN_LLM_BASE_URL=server.url,
+        DFN_LLM_MAX_RETRIES="1",
+        DFN_LLM_RETRY_BACKOFF_S="0.01",
     )
     results = finals(records)
     assert len(results) == 2, log[-3000:]
@@ -35,8 +42,9 @@ def test_a_failing_server_gives_one_typed_error_per_segment(tmp_path, llm):
 def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, llm):
     server = llm("ok")
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
-        LLM_BASE_URL=server.url, WAV_DIR=str(tmp_path / "speech"),
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="false",
+        DFN_TRANSLATE_MODEL=str(tmp_path / "no-model"), DFN_LLM_BASE_URL=server.url,
+        DFN_TTS_WAV_DIR=str(tmp_path / "speech"),
     )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]  # one final per segment: the local errors do not reach the probe
@@ -48,8 +56,8 @@ def test_fallback_graph_takes_over_when_the_local_model_is_missing(tmp_path, llm
 def test_fallback_graph_with_both_translators_down_still_answers_every_segment(tmp_path, llm):
     server = llm("500")
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tmp_path / "no-model"),
-        LLM_BASE_URL=server.url, MAX_RETRIES="0",
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="false",
+        DFN_TRANSLATE_MODEL=str(tmp_path / "no-model"), DFN_LLM_BASE_URL=server.url, DFN_LLM_MAX_RETRIES="0",
     )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]

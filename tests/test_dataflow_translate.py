@@ -24,7 +24,9 @@ def by_segment(results):
 
 
 def test_two_stage_graph_translates_with_the_packaged_model(tmp_path, packaged):
-    records, log = dora_run("file_whisper_two_stage.yml", tmp_path, REALTIME="false", STREAM_ON_SENTENCE="true")
+    records, log = dora_run(
+        "file_whisper_two_stage.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_TRANSLATE_STREAM_ON_SENTENCE="true"
+    )
     results = by_segment(finals(records))
     assert len(results) == 2, log[-3000:]
     assert all(r["kind"] == "text" and r["translator"] == "local" for r in results), results
@@ -35,7 +37,11 @@ def test_two_stage_graph_translates_with_the_packaged_model(tmp_path, packaged):
 def test_fallback_graph_sends_timed_out_local_translations_to_the_server(tmp_path, packaged, llm):
     server = llm("ok")
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_TIMEOUT_S="0.000001", LLM_BASE_URL=server.url
+        "file_whisper_fallback.yml",
+        tmp_path,
+        DFN_SOURCE_REALTIME="false",
+        DFN_TRANSLATE_TIMEOUT_S="0.000001",
+        DFN_LLM_BASE_URL=server.url,
     )
     results = by_segment(finals(records))
     assert len(results) == 2, log[-3000:]
@@ -50,9 +56,9 @@ def test_fallback_graph_rides_out_a_hanging_crashing_failing_server_and_recovers
     sf.write(audio, speech_with_gaps(["nihao_shijie", "jishu"] * 2 + ["nihao_shijie"]), 16000)
     server = llm("slow", "drop", "500", "ok")
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, AUDIO_FILE=str(audio), REALTIME="false",
-        TRANSLATE_MODEL=str(tmp_path / "no-model"), LLM_BASE_URL=server.url, READ_TIMEOUT_S="0.3", MAX_RETRIES="0",
-        BREAKER_FAILURES="3", BREAKER_COOLDOWN_S="0",
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_FILE=str(audio), DFN_SOURCE_REALTIME="false",
+        DFN_TRANSLATE_MODEL=str(tmp_path / "no-model"), DFN_LLM_BASE_URL=server.url, DFN_LLM_READ_TIMEOUT_S="0.3",
+        DFN_LLM_MAX_RETRIES="0", DFN_LLM_BREAKER_FAILURES="3", DFN_LLM_BREAKER_COOLDOWN_S="0",
     )  # fmt: skip
     results = by_segment(finals(records))
     assert len(results) == 5, log[-3000:]
@@ -63,8 +69,8 @@ def test_fallback_graph_rides_out_a_hanging_crashing_failing_server_and_recovers
 
 def test_fallback_graph_with_the_server_down_gives_typed_errors(tmp_path, packaged):
     records, log = dora_run(
-        "file_whisper_fallback.yml", tmp_path, REALTIME="false", TRANSLATE_TIMEOUT_S="0.000001",
-        LLM_BASE_URL="http://127.0.0.1:9/v1", MAX_RETRIES="1", RETRY_BACKOFF_S="0.01",
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_TRANSLATE_TIMEOUT_S="0.000001",
+        DFN_LLM_BASE_URL="http://127.0.0.1:9/v1", DFN_LLM_MAX_RETRIES="1", DFN_LLM_RETRY_BACKOFF_S="0.01",
     )  # fmt: skip
     results = by_segment(finals(records))
     assert len(results) == 2, log[-3000:]

@@ -6,14 +6,15 @@ import pytest
 import soundfile as sf
 from dfn_testing import RecordingNode, read16k, zh_clip
 
-from dora_funasr_nano.nodes.audio_source import AudioSourceConfig, rechunk, run
+from dora_funasr_nano.model_core.speech.replay import FileReplay, Rechunker, rechunk
+from dora_funasr_nano.nodes.audio_source import AudioSourceConfig, run
 
 TICKS = [("tick", pa.array([0]))] * 5
 
 
 def run_file(path, **cfg):
     node = RecordingNode(TICKS)
-    run(node, AudioSourceConfig(audio_file=str(path), realtime=False, session_id="s1", **cfg))
+    run(node, AudioSourceConfig(file=str(path), realtime=False, session_id="s1", **cfg))
     return node
 
 
@@ -74,7 +75,7 @@ class SlowTicks(RecordingNode):
 def test_realtime_pacing_follows_the_clock():
     node = SlowTicks([("tick", pa.array([0]))] * 10)
     t0 = time.monotonic()
-    run(node, AudioSourceConfig(audio_file=str(zh_clip("jishu")), realtime=True, session_id="s"))
+    run(node, AudioSourceConfig(file=str(zh_clip("jishu")), realtime=True, session_id="s"))
     elapsed = time.monotonic() - t0
     audio = node.of("audio")
     sent = sum(len(v) for v, _ in audio) / 16000
@@ -85,7 +86,7 @@ def test_realtime_pacing_follows_the_clock():
 
 def test_missing_microphone_is_a_typed_error():
     node = RecordingNode(TICKS)
-    run(node, AudioSourceConfig(source_mode="mic", mic_device="no-such-device-xyz", session_id="m"))
+    run(node, AudioSourceConfig(mode="mic", device="no-such-device-xyz", session_id="m"))
     ((err, meta),) = node.of("error")
     assert meta["code"] == "DeviceUnavailable" and "no-such-device-xyz" in err.to_pylist()[0]
     assert node.of("audio")[-1][1]["eos"] is True
@@ -114,13 +115,35 @@ class AudioCountingNode(RecordingNode):
 def test_start_on_ready_holds_the_stream_until_the_model_is_loaded():
     tick = ("tick", pa.array([0]))
     node = AudioCountingNode([tick] * 3 + [("ready", pa.array([True]))] + [tick] * 3)
-    run(node, AudioSourceConfig(audio_file=str(zh_clip("jishu")), realtime=False, start_on_ready=True, session_id="s"))
+    run(node, AudioSourceConfig(file=str(zh_clip("jishu")), realtime=False, start_on_ready=True, session_id="s"))
     assert node.seen[:5] == [("tick", 0), ("tick", 0), ("tick", 0), ("ready", 0), ("tick", 0)]
     assert len(node.of("audio")) == 26 and node.of("audio")[-1][1]["eos"] is True
 
 
 def test_stop_before_ready_still_ends_the_stream():
     node = RecordingNode([("tick", pa.array([0]))])  # then STOP
-    run(node, AudioSourceConfig(audio_file=str(zh_clip("jishu")), start_on_ready=True, session_id="s"))
+    run(node, AudioSourceConfig(file=str(zh_clip("jishu")), start_on_ready=True, session_id="s"))
     ((value, meta),) = node.of("audio")
     assert meta["eos"] is True and len(value) == 0
+
+
+def test_rechunker_keeps_the_rest_for_the_end():
+    chunker = Rechunker(4)
+    assert [c.size for c in chunker.push(np.arange(6, dtype=np.float32))] == [4]
+    assert [c.size for c in chunker.push(np.arange(5, dtype=np.float32))] == [4]
+    np.testing.assert_array_equal(chunker.rest(), np.array([2, 3, 4], np.float32))
+    assert chunker.rest().size == 0
+
+
+def test_replay_hands_out_what_a_live_stream_has_captured_by_now():
+    clock = [0.0]
+    replay = FileReplay(zh_clip("jishu"), 1600, realtime=True, clock=lambda: clock[0])
+    replay.start()
+    assert list(replay.due()) == []  # nothing captured yet
+    clock[0] = 0.25
+    assert [(c.size, last) for c, last in replay.due()] == [(1600, False), (1600, False)]  # 0.1 s and 0.2 s
+    clock[0] = 1e9
+    rest = list(replay.due())
+    assert rest[-1][1] is True and [last for _, last in rest].count(True) == 1 and replay.done
+    fast = FileReplay(zh_clip("jishu"), 1600, realtime=False)
+    assert sum(c.size for c, _ in fast.due()) == read16k(zh_clip("jishu")).size and fast.done

@@ -23,7 +23,7 @@ def test_records_texts_errors_and_latency(tmp_path, capsys):
         ev("source_error", (pa.array(["not json"]), {"code": "X"})),
     ]
     out = tmp_path / "r" / "probe.jsonl"
-    summary = run(RecordingNode(events), ProbeConfig(probe_output=str(out)))
+    summary = run(RecordingNode(events), ProbeConfig(output=str(out)))
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["kind"] for r in lines] == ["text", "text", "text", "error", "error"]
     assert lines[0]["text"] == "Hello" and 0.9 < lines[0]["latency_s"] < 1.5
@@ -38,5 +38,5 @@ def test_records_texts_errors_and_latency(tmp_path, capsys):
 
 def test_flags_segments_with_two_finals(tmp_path):
     events = [ev("text", text_message(x, "en", session_id="s", segment_id=0)) for x in ("a", "b")]
-    summary = run(RecordingNode(events), ProbeConfig(probe_output=str(tmp_path / "p.jsonl")))
+    summary = run(RecordingNode(events), ProbeConfig(output=str(tmp_path / "p.jsonl")))
     assert summary["segments_with_several_finals"] == [["s", 0]]

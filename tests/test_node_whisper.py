@@ -29,7 +29,7 @@ def test_translates_mandarin_to_english_with_ids(whisper):
 
 def test_transcribe_gives_chinese(whisper):
     node = RecordingNode([seg(read16k(zh_clip("nihao_shijie")))])
-    run(node, WhisperConfig(whisper_task="transcribe"), recognizer=whisper)
+    run(node, WhisperConfig(task="transcribe"), recognizer=whisper)
     ((value, meta),) = node.of("text")
     assert meta["language"] == "zh" and "你好" in value.to_pylist()[0]
 
@@ -77,15 +77,15 @@ def test_resampled_input_gives_the_same_words(whisper):
 
 def test_missing_model_answers_every_segment_with_model_not_loaded(tmp_path):
     node = RecordingNode([seg(np.zeros(16000, np.float32), i) for i in range(3)])
-    run(node, WhisperConfig(model_dir=str(tmp_path)))
+    run(node, WhisperConfig(model=str(tmp_path)))
     errors = node.of("error")
     assert [m["segment_id"] for _, m in errors] == [0, 1, 2]
     assert {m["code"] for _, m in errors} == {"ModelNotLoaded"}
 
 
 def test_bad_task_is_rejected_at_start():
-    with pytest.raises(ValueError, match="WHISPER_TASK"):
-        WhisperConfig(whisper_task="summarize")
+    with pytest.raises(ValueError, match="DFN_WHISPER_TASK"):
+        WhisperConfig(task="summarize")
 
 
 def test_ready_is_announced_before_work(whisper):
@@ -97,11 +97,11 @@ def test_ready_is_announced_before_work(whisper):
 
 def test_failed_load_is_announced_as_not_ok(tmp_path):
     node = RecordingNode([])
-    run(node, WhisperConfig(model_dir=str(tmp_path)))
+    run(node, WhisperConfig(model=str(tmp_path)))
     ((_, meta),) = node.of("ready")
     assert meta == {"ok": False, "code": "ModelNotLoaded"}
 
 
 def test_bad_temperatures_are_rejected():
-    with pytest.raises(ValueError, match="TEMPERATURES"):
-        WhisperConfig(temperatures="0,hot")
+    with pytest.raises(ValueError, match="DFN_WHISPER_TEMPERATURE"):
+        WhisperConfig(temperature="0,hot")

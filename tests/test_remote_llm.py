@@ -295,7 +295,7 @@ def test_node_translates_routed_translation_errors_with_source_text_and_re_emits
 def test_node_against_the_server_partials_and_breaker(llm):
     server = llm("ok", "500")
     cfg = LlmFallbackConfig(
-        llm_base_url=server.url, llm_api_key_env="DFN_TEST_UNSET_KEY", max_retries=1, retry_backoff_s=0.01,
+        base_url=server.url, api_key_env="DFN_TEST_UNSET_KEY", max_retries=1, retry_backoff_s=0.01,
         breaker_failures=1, read_timeout_s=1.0, stream_partials=True,
     )  # fmt: skip
     node = RecordingNode([text_ev("你好", i) for i in range(4)])
@@ -311,10 +311,9 @@ def test_node_against_the_server_partials_and_breaker(llm):
 def test_config_from_env():
     cfg = load_config(
         LlmFallbackConfig,
-        env={"LLM_BASE_URL": "http://h:1/v1", "MAX_RETRIES": "4", "STREAM_PARTIALS": "true", "TEMPERATURE": "0.2"},
-    )
-    assert (
-        cfg.llm_base_url == "http://h:1/v1" and cfg.max_retries == 4 and cfg.stream_partials and cfg.temperature == 0.2
-    )
+        env={"DFN_LLM_BASE_URL": "http://h:1/v1", "DFN_LLM_MAX_RETRIES": "4", "DFN_LLM_STREAM_PARTIALS": "true",
+             "DFN_LLM_TEMPERATURE": "0.2"},
+    )  # fmt: skip
+    assert cfg.base_url == "http://h:1/v1" and cfg.max_retries == 4 and cfg.stream_partials and cfg.temperature == 0.2
     with pytest.raises(ValueError):
         LlmFallbackConfig(breaker_failures=0)

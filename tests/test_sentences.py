@@ -1,4 +1,5 @@
-"""Sentence-level streaming translation (model_core.sentences) and the node's STREAM_ON_SENTENCE mode."""
+"""Sentence-level streaming translation (model_core.translation.sentences, .segments) and the translator nodes'
+STREAM_ON_SENTENCE mode."""
 
 import pyarrow as pa
 import pytest
@@ -6,8 +7,10 @@ from dfn_testing import RecordingNode, event
 
 from dora_funasr_nano.model_core.common.errors import TranslationFailed
 from dora_funasr_nano.model_core.translation.base import Translation
+from dora_funasr_nano.model_core.translation.segments import MAX_OPEN_SEGMENTS
 from dora_funasr_nano.model_core.translation.sentences import SentenceStreamer, split_sentences, translate_by_sentence
-from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig, LlmFallbackNode
+from dora_funasr_nano.nodes.llm_fallback import LlmFallbackConfig
+from dora_funasr_nano.nodes.translator_node import TranslatorNode
 
 
 class Dictionary:
@@ -83,7 +86,7 @@ def test_node_streams_sentences_from_partial_transcripts_then_one_final():
         transcript("再见", 1),
     ])  # fmt: skip
     tr = Dictionary()
-    LlmFallbackNode(node, LlmFallbackConfig(stream_on_sentence=True), tr, label="local").run()
+    TranslatorNode(node, LlmFallbackConfig(stream_on_sentence=True), tr, label="local").run()
     texts = node.of("text")
     seg0 = [(v.to_pylist()[0], m) for v, m in texts if m["segment_id"] == 0]
     assert [(t, m["fin"], m["seq"]) for t, m in seg0] == [
@@ -98,16 +101,14 @@ def test_node_streams_sentences_from_partial_transcripts_then_one_final():
 
 def test_node_failure_on_a_partial_is_retried_at_the_final_and_gives_one_error():
     node = RecordingNode([transcript("你好。我很", 0, fin=False), transcript("你好。", 0)])
-    LlmFallbackNode(node, LlmFallbackConfig(stream_on_sentence=True), Dictionary(fail_on="你好。"), "local").run()
+    TranslatorNode(node, LlmFallbackConfig(stream_on_sentence=True), Dictionary(fail_on="你好。"), "local").run()
     errors = node.of("error")
     assert len(errors) == 1 and errors[0][1]["code"] == "TranslationFailed"
     assert errors[0][1]["source_text"] == "你好。" and [m for _, m in node.of("text") if m["fin"]] == []
 
 
 def test_node_forgets_the_oldest_open_segments_whose_final_never_comes():
-    from dora_funasr_nano.nodes.llm_fallback import MAX_OPEN_SEGMENTS
-
     node = RecordingNode([transcript("你好。再", i, fin=False) for i in range(MAX_OPEN_SEGMENTS + 6)])
-    fallback = LlmFallbackNode(node, LlmFallbackConfig(stream_on_sentence=True), Dictionary(), "local").run()
-    assert len(fallback.streams) == MAX_OPEN_SEGMENTS
-    assert min(seg for _, seg in fallback.streams) == 6  # the oldest went first
+    fallback = TranslatorNode(node, LlmFallbackConfig(stream_on_sentence=True), Dictionary(), "local").run()
+    assert len(fallback.segments.open) == MAX_OPEN_SEGMENTS
+    assert min(seg for _, seg in fallback.segments.open) == 6  # the oldest went first

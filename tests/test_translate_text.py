@@ -42,7 +42,7 @@ def transcript(text, segment_id, fin=True):
 
 def test_one_english_text_per_final_transcript(tiny_llm):
     node = RecordingNode([transcript("你好世界", 0), transcript("部分", 1, fin=False), transcript("一二三", 1)])
-    run(node, TranslateTextConfig(translate_model=str(tiny_llm), max_output_tokens=5))
+    run(node, TranslateTextConfig(model=str(tiny_llm), max_tokens=5))
     texts = [(v, m) for v, m in node.of("text") if m["fin"]]
     assert [m["segment_id"] for _, m in texts] + [m["segment_id"] for _, m in node.of("error")] == [0, 1]
     for _, m in texts:
@@ -52,7 +52,7 @@ def test_one_english_text_per_final_transcript(tiny_llm):
 
 def test_missing_model_answers_every_segment(tmp_path):
     node = RecordingNode([transcript("你好", 0), transcript("再见", 1)])
-    run(node, TranslateTextConfig(translate_model=str(tmp_path / "nothing")))
+    run(node, TranslateTextConfig(model=str(tmp_path / "nothing")))
     assert node.of("ready")[0][1] == {"ok": False, "code": "ModelNotLoaded"}
     errors = node.of("error")
     assert [m["segment_id"] for _, m in errors] == [0, 1] and {m["code"] for _, m in errors} == {"ModelNotLoaded"}
@@ -62,8 +62,9 @@ def test_missing_model_answers_every_segment(tmp_path):
 @pytest.mark.integration
 def test_two_stage_graph_under_dora_run(tmp_path, tiny_llm):
     records, log = dora_run(
-        "file_whisper_two_stage.yml", tmp_path, REALTIME="false", TRANSLATE_MODEL=str(tiny_llm), MAX_OUTPUT_TOKENS="4"
-    )
+        "file_whisper_two_stage.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_TRANSLATE_MODEL=str(tiny_llm),
+        DFN_TRANSLATE_MAX_TOKENS="4",
+    )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]
     assert all(r.get("translator") == "local" or r["kind"] == "error" for r in results.values())
@@ -72,8 +73,8 @@ def test_two_stage_graph_under_dora_run(tmp_path, tiny_llm):
 @pytest.mark.integration
 def test_funasr_two_stage_graph_under_dora_run(tmp_path, tiny_llm, tiny):
     records, log = dora_run(
-        "file_funasr_two_stage.yml", tmp_path, REALTIME="false", FUNASR_MODEL=str(tiny.official_dir),
-        MAX_TOKENS="6", TRANSLATE_MODEL=str(tiny_llm), MAX_OUTPUT_TOKENS="4",
+        "file_funasr_two_stage.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_FUNASR_MODEL=str(tiny.official_dir),
+        DFN_FUNASR_MAX_TOKENS="6", DFN_TRANSLATE_MODEL=str(tiny_llm), DFN_TRANSLATE_MAX_TOKENS="4",
     )  # fmt: skip
     results = finals(records)
     assert len(results) == 2, log[-3000:]  # Fun-ASR-Nano transcript -> local translator: one final per segment
