@@ -34,12 +34,13 @@ $(VENV)/.installed: pyproject.toml
 
 # Main job: the bundled Mandarin sample -> English text (printed, and in probe-results.jsonl) and speech (speech-out/).
 run: setup
-	WAV_DIR=$(CURDIR)/speech-out PROBE_OUTPUT=$(CURDIR)/probe-results.jsonl \
+	DFN_TTS_WAV_DIR=$${DFN_TTS_WAV_DIR:-$(CURDIR)/speech-out} \
+	  DFN_PROBE_OUTPUT=$${DFN_PROBE_OUTPUT:-$(CURDIR)/probe-results.jsonl} \
 	  dora run dataflows/file_whisper_translate.yml --log-filter "$(QUIET_NODES)"
 
 # Live: microphone -> English text, spoken (use headphones). Ctrl-C stops.
 run-mic: setup
-	PLAY=true PROBE_OUTPUT=$(CURDIR)/probe-results.jsonl \
+	DFN_TTS_PLAY=$${DFN_TTS_PLAY:-true} DFN_PROBE_OUTPUT=$${DFN_PROBE_OUTPUT:-$(CURDIR)/probe-results.jsonl} \
 	  dora run dataflows/mic_whisper_translate.yml --log-filter "$(QUIET_NODES)"
 
 # The whole test suite: lint, type check, unit tests, and the real dataflows under `dora run`.
