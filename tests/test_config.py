@@ -1,14 +1,18 @@
-"""The node configuration loader: one DFN_<NODE>_ namespace per node."""
+"""The node configuration loader (one DFN_<NODE>_ namespace per node) and the docs that must list it exactly."""
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
+import yaml
+from dfn_testing import DATAFLOWS, REPO
 
 from dora_funasr_nano.model_core.common.settings import INTERNAL, SETTINGS
 from dora_funasr_nano.nodes.audio_source import AudioSourceConfig
-from dora_funasr_nano.nodes.config import NODES, load_config, node_configs, old_names
+from dora_funasr_nano.nodes.config import NODES, load_config, node_configs, old_names, settings
+from dora_funasr_nano.nodes.contract import Key, Port
 from dora_funasr_nano.nodes.funasr import FunAsrConfig
 from dora_funasr_nano.nodes.vad import VadConfig
 from dora_funasr_nano.nodes.whisper import WhisperConfig
@@ -109,3 +113,73 @@ def test_an_old_name_set_alone_gets_a_warning_not_an_error(capsys):
     load_config(FunAsrConfig, [], env={"BACKEND": "mlx"})  # a new setting: BACKEND was never read
     assert capsys.readouterr().err == ""
     assert old_names(WhisperConfig)["temperature"] == "TEMPERATURES" and "backend" not in old_names(FunAsrConfig)
+
+
+# --- the docs and graphs name exactly the real settings --------------------------------------------------------
+
+
+def _default(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def _readme_node_tables() -> dict[str, dict[str, str]]:
+    """{node module: {env name: default cell}} from the README's "Nodes" subsections."""
+    tables: dict[str, dict[str, str]] = {}
+    for block in re.split(r"\n### ", _readme_section("Nodes"))[1:]:
+        title = re.match(r"`dfn-([a-z-]+)`", block)
+        if title is None:
+            continue
+        rows = tables.setdefault(title.group(1).replace("-", "_"), {})
+        for line in block.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not line.startswith("| `DFN_"):
+                continue
+            names, defaults = cells[0].split(" / "), cells[1].split(" / ") if cells[1] else [""]
+            defaults = defaults * len(names) if defaults == [""] else defaults
+            assert len(names) == len(defaults), line
+            for name, default in zip(names, defaults, strict=True):
+                assert name.strip("`") not in rows, f"{name} listed twice"
+                rows[name.strip("`")] = default
+    return tables
+
+
+def test_readme_node_tables_list_exactly_each_configs_settings_and_defaults():
+    """Each row: the env name(s) and the default in backticks; an empty default (not set, or computed like the
+    session id) is an empty cell, and the meaning column says what it means."""
+    tables = _readme_node_tables()
+    for prefix, cls in CONFIGS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        want = {var: f"`{_default(defaults[f])}`" if defaults[f] != "" else "" for var, f in settings(cls).items()}
+        assert tables.get(NODES[prefix].split(":")[0]) == want, prefix
+
+
+def test_readme_contract_table_documents_every_key_and_port():
+    section = _readme_section("Nodes")
+    keys = set(re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M))
+    declared = {v for k, v in vars(Key).items() if k.isupper()}
+    assert keys >= declared, sorted(declared - keys)
+    ports = {v for k, v in vars(Port).items() if k.isupper()}
+    assert all(f"`{port}`" in section for port in ports)
+
+
+def test_dataflows_makefile_and_readme_name_only_real_settings():
+    real = {*SETTINGS, *(var for cls in CONFIGS.values() for var in settings(cls))}
+    readme = "".join(_readme_section(s) for s in ("The two commands", "Running graphs yourself", "Nodes"))
+    texts = {p.name: p.read_text() for p in [*DATAFLOWS.glob("*.yml"), REPO / "Makefile", *REPO.glob("examples/*.py")]}
+    for name, text in {**texts, "README.md": readme}.items():
+        named = set(re.findall(r"\bDFN_[A-Z0-9_]*[A-Z0-9]\b", text)) - {"DFN_FUNSAR_MODEL"}  # the typo example
+        assert named <= real, (name, sorted(named - real))
+    scripts = {f"dfn-{NODES[p].split(':')[0].replace('_', '-')}": cls for p, cls in CONFIGS.items()}
+    for path in DATAFLOWS.glob("*.yml"):
+        for node in yaml.safe_load(path.read_text())["nodes"]:
+            env = node.get("env") or {}
+            assert set(env) <= set(settings(scripts[node["path"]])), (path.name, node["id"], sorted(env))
