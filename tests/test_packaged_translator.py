@@ -129,13 +129,13 @@ def test_translate_threads_reach_llama_cpp(gguf_path, llama_cpp):
     """TRANSLATE_THREADS (translate-text) reaches llama.cpp; by default half the cores, the rest left to the ASR."""
     from dora_funasr_nano.nodes.translate_text import TranslateTextConfig, load_translator
 
-    one = load_translator(TranslateTextConfig(translate_engine="llama-cpp", translate_threads=1, max_output_tokens=16))
+    one = load_translator(TranslateTextConfig(engine="llama-cpp", threads=1, max_tokens=16))
     assert one.llm.n_threads == 1
     assert "hello" in one.translate("你好。").text.lower()
-    half = load_translator(TranslateTextConfig(translate_engine="llama-cpp", max_output_tokens=16))
+    half = load_translator(TranslateTextConfig(engine="llama-cpp", max_tokens=16))
     assert half.llm.n_threads == max(1, llama_cpp.default_threads() // 2)
     with pytest.raises(ValueError, match="TRANSLATE_THREADS"):
-        TranslateTextConfig(translate_threads=-1)
+        TranslateTextConfig(threads=-1)
 
 
 def test_llm_fallback_node_against_a_real_llama_cpp_server(gguf_path, llama_cpp):
@@ -146,7 +146,7 @@ def test_llm_fallback_node_against_a_real_llama_cpp_server(gguf_path, llama_cpp)
         event("text", pa.array([t]), session_id="s", segment_id=i, language="zh", fin=True) for t, i in transcripts
     ])  # fmt: skip
     with llama_cpp.LlamaCppServer(gguf_path) as server:
-        cfg = LlmFallbackConfig(llm_base_url=server.base_url, stream_partials=True, max_output_tokens=48)
+        cfg = LlmFallbackConfig(base_url=server.base_url, stream_partials=True, max_tokens=48)
         run(node, cfg)
     finals = {m["segment_id"]: v.to_pylist()[0] for v, m in node.of("text") if m["fin"]}
     errors = {m["segment_id"]: m["code"] for _, m in node.of("error")}
@@ -209,8 +209,8 @@ def test_dfn_llama_server_serves_the_packaged_model_for_llm_fallback(gguf_path, 
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        assert [m["id"] for m in models["data"]] == [LlmFallbackConfig().llm_model]  # the node's default name
-        with RemoteTranslator(url, LlmFallbackConfig().llm_model, "DFN_NO_KEY") as client:
+        assert [m["id"] for m in models["data"]] == [LlmFallbackConfig().model]  # the node's default name
+        with RemoteTranslator(url, LlmFallbackConfig().model, "DFN_NO_KEY") as client:
             assert "hello" in client.translate("你好世界。").text.lower()
     finally:
         server.terminate()

@@ -6,6 +6,7 @@
     cache.py      KV caches and the PromptCache          loading.py    one loader for every published layout
     lora.py       adapters                               backends/     the numpy backend and the backend choice
     api.py        FunAsrNano: load once, transcribe / translate / transcribe_batch
+    recognizer.py one segment at a time as the funasr node serves it: warm-up, partial texts every N tokens
 
     from dora_funasr_nano.model_core.fun_asr_nano import load
     asr = load("FunAudioLLM/Fun-ASR-Nano-2512")   # or a local folder

@@ -19,7 +19,7 @@ from .base import Translator
 ENGINES = ("auto", "llama-cpp", "mlx")
 PACKAGED = "packaged"
 PACKAGED_MLX_DIR = "qwen2.5-coder-0.5b-instruct-mlx"
-CONVERT_HINT = "convert it once with `dfn-prepare-models --mlx` (or use TRANSLATE_ENGINE=llama-cpp)"
+CONVERT_HINT = "convert it once with `dfn-prepare-models --mlx` (or use DFN_TRANSLATE_ENGINE=llama-cpp)"
 
 
 def packaged_translator_gguf(progress: bool = True) -> Path:
