@@ -6,7 +6,6 @@ by a `tick` timer (dora/timer/millis/20); DFN_SOURCE_START_ON_READY: starts when
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -22,7 +21,7 @@ from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE
 from dora_funasr_nano.model_core.speech.mic import MicCapture
 from dora_funasr_nano.model_core.speech.replay import FileReplay, Rechunker
 
-from .config import load_config
+from .config import load_config, resolve_user_path
 from .contract import Key, Port, audio_message, error_message, now
 from .events import wait_for_ready
 
@@ -38,6 +37,7 @@ class AudioSourceConfig:
 
     PREFIX: ClassVar[str] = "DFN_SOURCE_"
     RENAMED: ClassVar[dict[str, str]] = {"mode": "source_mode", "file": "audio_file", "device": "mic_device"}
+    ADDED: ClassVar[tuple[str, ...]] = ("max_in_flight", "ack_timeout_s")
 
     mode: str = "file"  # "file" or "mic"
     file: str = ""  # file mode; empty = the bundled Mandarin sample
@@ -48,6 +48,8 @@ class AudioSourceConfig:
     duration_s: float = 0.0  # mic mode: stop after this long (0 = until the dataflow stops)
     start_on_ready: bool = False  # hold the stream until a message arrives on the `ready` input (model loaded)
     ready_timeout_s: float = 300.0  # ... or until this long has passed
+    max_in_flight: int = 0  # file mode: chunks sent ahead of the `ack` input (the vad's); 0 = unpaced
+    ack_timeout_s: float = 60.0  # no ack for this long: send one more window anyway (losses are reported)
 
     def __post_init__(self) -> None:
         if self.mode not in ("file", "mic"):
@@ -55,15 +57,6 @@ class AudioSourceConfig:
         if not 10 <= self.chunk_ms <= 2000:
             raise ValueError(f"{self.PREFIX}CHUNK_MS must be within [10, 2000]")
         self.session_id = self.session_id or f"{self.mode}-{uuid.uuid4().hex[:8]}"
-
-
-def resolve_user_path(path: str) -> str:
-    """dora starts nodes in the dataflow's folder; a relative path the user typed is relative to their shell's."""
-    if not path or os.path.isabs(path) or os.path.exists(path):
-        return path
-    shell_cwd = os.environ.get("PWD", "")
-    candidate = os.path.join(shell_cwd, path)
-    return candidate if shell_cwd and os.path.exists(candidate) else path
 
 
 class ChunkSender:
@@ -90,7 +83,8 @@ def run_file(node: Any, cfg: AudioSourceConfig) -> None:
     out = ChunkSender(node, cfg.session_id)
     path = resolve_user_path(cfg.file) or str(bundled_sample())
     try:
-        replay = FileReplay(path, cfg.chunk_ms * SAMPLE_RATE // 1000, cfg.realtime)
+        chunk = cfg.chunk_ms * SAMPLE_RATE // 1000
+        replay = FileReplay(path, chunk, cfg.realtime, window=cfg.max_in_flight, ack_timeout_s=cfg.ack_timeout_s)
     except FunAsrNanoError as exc:
         return out.end(exc)
     if cfg.start_on_ready and not wait_for_ready(node, cfg.ready_timeout_s, "audio-source"):
@@ -99,6 +93,8 @@ def run_file(node: Any, cfg: AudioSourceConfig) -> None:
     for event in node:
         if event["type"] == "STOP":
             break
+        if event.get("id") == Port.ACK and event["metadata"].get(Key.SESSION_ID) == cfg.session_id:
+            replay.ack(int(event["metadata"].get(Key.SEQ, -1)))
         try:
             for chunk, last in replay.due():
                 out.send(chunk, eos=last)
@@ -108,7 +104,9 @@ def run_file(node: Any, cfg: AudioSourceConfig) -> None:
             break
     if not replay.done:  # stopped mid-file: still close the stream for downstream nodes
         out.end()
-    print(f"[audio-source] {path}: sent {out.seq} chunks, {out.samples_sent / SAMPLE_RATE:.2f} s", file=sys.stderr)
+    waits = f", {replay.ack_timeouts} ack timeouts" if cfg.max_in_flight else ""
+    print(f"[audio-source] {path}: sent {out.seq} chunks, {out.samples_sent / SAMPLE_RATE:.2f} s{waits}",
+          file=sys.stderr)  # fmt: skip
 
 
 def run_mic(node: Any, cfg: AudioSourceConfig) -> None:

@@ -134,3 +134,12 @@ def load_config(cls: type[T], argv: list[str] | None = None, env: Mapping[str, s
         if raw is not None:
             values[name] = _parse(_base_type(hints[name]), raw, _flag(name))
     return cls(**values)
+
+
+def resolve_user_path(path: str) -> str:
+    """dora starts nodes in the dataflow's folder; a relative path the user typed is relative to their shell's."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    shell_cwd = os.environ.get("PWD", "")
+    candidate = os.path.join(shell_cwd, path)
+    return candidate if shell_cwd and os.path.exists(candidate) else path

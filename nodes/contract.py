@@ -26,6 +26,8 @@ class Port:
     ERROR: Final = "error"  # every node's typed errors
     READY: Final = "ready"  # model nodes: loaded (ok) or not; audio-source's optional input
     TICK: Final = "tick"  # audio-source's timer input
+    ACK: Final = "ack"  # vad -> audio-source: chunks processed up to `seq` (flow control)
+    DONE: Final = "done"  # asr text/error -> vad: a segment has its final (vad inputs named done*)
 
 
 class Key:
@@ -68,6 +70,7 @@ class Key:
     CODE: Final = "code"
     MESSAGE: Final = "message"  # error body only
     OK: Final = "ok"
+    COUNT: Final = "count"  # AudioDropped: how many chunks, from `seq` on
     TIMESTAMP: Final = "timestamp"  # set by dora itself on every message
 
 
@@ -117,6 +120,11 @@ def text_message(
 ) -> tuple[pa.Array, dict[str, Any]]:
     meta = {Key.LANGUAGE: language, Key.PRIMITIVE: "text", Key.FIN: fin, Key.SEQ: seq, **metadata}
     return pa.array([text]), flat(meta)
+
+
+def ack_message(session_id: str, seq: int) -> tuple[pa.Array, dict[str, Any]]:
+    """Flow control: chunks of `session_id` are processed up to `seq`."""
+    return pa.array([seq], pa.int64()), {Key.SESSION_ID: session_id, Key.SEQ: seq}
 
 
 def read_text(value: pa.Array) -> str:

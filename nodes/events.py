@@ -9,9 +9,13 @@ from typing import Any
 
 from .contract import Port
 
+CLOSED = {"input_closed": True}  # the metadata of the item `input_events(..., closes=True)` yields for a closed input
 
-def input_events(node: Any) -> Iterator[tuple[str, Any, dict[str, Any]]]:
-    """(input id, value, metadata) of each INPUT event, until the event stream ends.
+
+def input_events(node: Any, closes: bool = False) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(input id, value, metadata) of each INPUT event, until the event stream ends; with `closes`, also
+    (input id, None, CLOSED) when an input closes (a node whose other inputs come back from downstream, as the
+    vad's `done*`, must end by itself, or it waits for nodes that wait for it).
 
     STOP does not end the loop: dora 1.1 can deliver STOP (ALL_INPUTS_CLOSED) ahead of inputs still queued, and
     breaking there would drop them. The stream ends by itself once every input is closed and drained, which
@@ -21,6 +25,8 @@ def input_events(node: Any) -> Iterator[tuple[str, Any, dict[str, Any]]]:
         kind = event["type"]
         if kind == "INPUT":
             yield event["id"], event["value"], event["metadata"]
+        elif kind == "INPUT_CLOSED" and closes:
+            yield event["id"], None, CLOSED
         elif kind == "ERROR":
             print(f"[dora] error event: {event.get('error', event)}", file=sys.stderr)
 

@@ -82,7 +82,7 @@ class Probe:
         finals = [r for r in self.records if r.get(Key.FIN, True)]
         per_segment: dict[tuple, int] = {}
         for r in finals:
-            if Key.SEGMENT_ID in r:
+            if isinstance(r.get(Key.SEGMENT_ID), int):  # stream errors (source, vad input) carry none
                 key = (r.get(Key.SESSION_ID), r[Key.SEGMENT_ID])
                 per_segment[key] = per_segment.get(key, 0) + 1
         latencies = [r["latency_s"] for r in finals if r["kind"] == "text" and "latency_s" in r]
@@ -97,6 +97,9 @@ class Probe:
             "final_texts": sum(r["kind"] == "text" for r in finals),
             "errors": errors,
             "segments_with_several_finals": [list(k) for k, n in per_segment.items() if n > 1],
+            # ids are 0..n-1 per session: a hole is a segment that left the graph with neither text nor error
+            "segments_missing": [[s, i] for s in {k[0] for k in per_segment} for i in range(
+                1 + max(k[1] for k in per_segment if k[0] == s)) if (s, i) not in per_segment],  # fmt: skip
             "latency_s": {
                 "median": percentile(latencies, 50),
                 "p95": percentile(latencies, 95),
@@ -118,6 +121,8 @@ class Probe:
             f"-> {self.path}",
             flush=True,
         )
+        if summary["segments_missing"]:
+            print(f"[probe] WARNING no result for {summary['segments_missing']}", flush=True)
         if summary["segments_with_several_finals"]:
             print(f"[probe] WARNING several finals for {summary['segments_with_several_finals']}", flush=True)
         return summary

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, ModelNotLoaded, NoSpeech, RecognitionFailed
+from dora_funasr_nano.model_core.common.errors import (
+    FunAsrNanoError,
+    ModelNotLoaded,
+    NoSpeech,
+    RecognitionFailed,
+    SegmentDropped,
+)
+from dora_funasr_nano.model_core.common.sequence import GapDetector
 from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, check_segment
 
 from .contract import Key, Port, error_message, read_audio, segment_ids, send_ready, text_message
@@ -55,6 +62,7 @@ class SpeechToTextNode:
         self.language_hint = language_hint  # language of partial texts
         self.min_segment_s, self.max_segment_s = min_segment_s, max_segment_s
         self.load_error: FunAsrNanoError | None = None
+        self.gaps = GapDetector()  # segment ids per session
         self.recognizer = Recognizer(self._unavailable)
         try:
             self.recognizer = load()
@@ -68,7 +76,15 @@ class SpeechToTextNode:
     def _unavailable(self, samples: np.ndarray, partial: Partial) -> Transcript:
         raise self.load_error or ModelNotLoaded("no model")
 
+    def report_lost(self, metadata: dict[str, Any]) -> None:
+        """One SegmentDropped per segment id skipped (lost on the way here), so each still gets its one error."""
+        session, segment = str(metadata.get(Key.SESSION_ID, "")), metadata.get(Key.SEGMENT_ID)
+        for lost in self.gaps.observe(session, segment) if isinstance(segment, int) else ():
+            error = SegmentDropped(f"segment {lost} of session {session} never reached {self.name}")
+            self.node.send_output(Port.ERROR, *error_message(error, **{Key.SESSION_ID: session, Key.SEGMENT_ID: lost}))
+
     def on_segment(self, value: Any, metadata: dict[str, Any]) -> None:
+        self.report_lost(metadata)
         ids = {**segment_ids(metadata), **self.recognizer.metadata}
         t0 = time.perf_counter()
         partials = 0

@@ -1,7 +1,9 @@
 """vad: streaming speech segmentation with Silero VAD (model_core.speech.vad has the segmenter).
 
 Input `audio` (chunks from audio-source, any rate). Outputs `segment` (16 kHz float32 speech with session_id,
-segment_id, start_s, end_s, captured_at = wall clock of the segment's last sample) and `error`.
+segment_id, start_s, end_s, captured_at = wall clock of the segment's last sample), `error` (AudioDropped for a
+gap in the chunks' `seq`) and `ack` (chunks processed up to `seq`: the source's flow control; held back while
+DFN_VAD_MAX_SEGMENTS_IN_FLIGHT segments have no final yet on the `done*` inputs, i.e. the asr's text and error).
 A chunk with eos=true, or the input closing, flushes the trailing speech of its session.
 """
 
@@ -11,13 +13,14 @@ import sys
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from dora_funasr_nano.model_core.common.errors import FunAsrNanoError
+from dora_funasr_nano.model_core.common.errors import AudioDropped, FunAsrNanoError
+from dora_funasr_nano.model_core.common.sequence import AckGate, GapDetector
 from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinite
 from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
 
 from .config import load_config
-from .contract import Key, Port, audio_message, error_message, read_audio
-from .events import input_events
+from .contract import Key, Port, ack_message, audio_message, error_message, read_audio
+from .events import CLOSED, input_events
 
 
 @dataclass
@@ -25,6 +28,9 @@ class VadConfig(SegmenterConfig):
     """Silero VAD segmenter (thresholds are speech probabilities, times in seconds)."""
 
     PREFIX: ClassVar[str] = "DFN_VAD_"
+    ADDED: ClassVar[tuple[str, ...]] = ("max_segments_in_flight",)
+
+    max_segments_in_flight: int = 0  # hold `ack` while this many segments wait for their final; 0 = no limit
 
 
 class _Session:
@@ -40,6 +46,7 @@ class VadNode:
         self.node, self.cfg = node, cfg
         self.sessions: dict[str, _Session] = {}
         self.segments_sent = 0
+        self.gaps, self.gate, self.acking = GapDetector(), AckGate(cfg.max_segments_in_flight), True
 
     def _session(self, session_id: str) -> _Session:
         if session_id not in self.sessions:
@@ -55,6 +62,12 @@ class VadNode:
             ids = {Key.SESSION_ID: session_id, Key.SEQ: metadata.get(Key.SEQ)}
             self.node.send_output(Port.ERROR, *error_message(exc, **ids))
             return
+        seq = metadata.get(Key.SEQ)
+        if isinstance(seq, int):
+            if lost := self.gaps.observe(session_id, seq):
+                ids = {Key.SESSION_ID: session_id, Key.SEQ: lost.start, Key.COUNT: len(lost)}
+                error = AudioDropped(f"{len(lost)} audio chunks (seq {lost.start}-{lost.stop - 1}) never arrived")
+                self.node.send_output(Port.ERROR, *error_message(error, **ids))
         state = self._session(session_id)
         state.position += samples.size
         state.captured_at = float(metadata.get(Key.CAPTURED_AT, 0.0))
@@ -62,6 +75,22 @@ class VadNode:
             self._emit(session_id, state, seg)
         if metadata.get(Key.EOS):
             self.flush(session_id)
+            self.gaps.forget(session_id)
+        if isinstance(seq, int):
+            self._ack(self.gate.received(session_id, seq))
+
+    def on_done(self, metadata: dict[str, Any]) -> None:
+        """A segment has its final text or error downstream."""
+        if metadata.get(Key.FIN, True) and Key.SEGMENT_ID in metadata:
+            self._ack(self.gate.finished(str(metadata.get(Key.SESSION_ID, "default"))))
+
+    def _ack(self, acks: list[tuple[str, int]]) -> None:
+        for session_id, seq in acks if self.acking else ():
+            try:
+                self.node.send_output(Port.ACK, *ack_message(session_id, seq))
+            except Exception as exc:  # noqa: BLE001 - a graph without the `ack` output (live mic) needs none
+                self.acking = False
+                print(f"[vad] not sending acks: {exc}", file=sys.stderr)
 
     def flush(self, session_id: str) -> None:
         state = self.sessions.pop(session_id, None)
@@ -89,15 +118,24 @@ class VadNode:
             Key.SPEECH_FRAMES: seg.speech_frames, Key.NONFINITE_SAMPLES: count_nonfinite(seg.samples),
         }  # fmt: skip
         self.node.send_output(Port.SEGMENT, *audio_message(seg.samples, SAMPLE_RATE, **meta))
+        self.gate.started(session_id)
         state.next_id += 1
         self.segments_sent += 1
 
 
 def run(node: Any, cfg: VadConfig) -> VadNode:
     vad = VadNode(node, cfg)
-    for input_id, value, metadata in input_events(node):
-        if input_id == Port.AUDIO:
+    audio_closed = False
+    for input_id, value, metadata in input_events(node, closes=True):
+        if metadata is CLOSED:
+            audio_closed = audio_closed or input_id == Port.AUDIO
+        elif input_id == Port.AUDIO:
             vad.on_audio(value, metadata)
+        elif input_id.startswith(Port.DONE):
+            vad.on_done(metadata)
+        # dora may close an input before its queued messages are delivered: done once every stream has its eos
+        if audio_closed and not vad.sessions:
+            break
     vad.flush_all()
     return vad
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from accounting import account
 from dfn_testing import DATAFLOWS
 
 
@@ -19,8 +20,11 @@ def node_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def dora_run(graph: str, workdir: Path, timeout: float = 240, **env: str) -> tuple[list[dict], str]:
-    """Run dataflows/<graph> and return the probe's JSONL records and dora's output."""
+def dora_run(
+    graph: str, workdir: Path, timeout: float = 240, allow_losses: bool = False, **env: str
+) -> tuple[list[dict], str]:
+    """Run dataflows/<graph> and return the probe's JSONL records and dora's output, after checking the graphs'
+    invariant on them (tests/accounting.py: one final or one error per segment, no hole, no reported loss)."""
     probe = workdir / "probe.jsonl"
     proc = subprocess.run(
         ["dora", "run", str(DATAFLOWS / graph)],
@@ -33,15 +37,11 @@ def dora_run(graph: str, workdir: Path, timeout: float = 240, **env: str) -> tup
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert probe.exists(), log[-4000:]
-    return [json.loads(line) for line in probe.read_text().splitlines()], log
+    records = [json.loads(line) for line in probe.read_text().splitlines()]
+    account(records, allow_losses=allow_losses)
+    return records, log
 
 
 def finals(records: list[dict]) -> dict[tuple, dict]:
     """One entry per (session, segment); fails if a segment got two finals."""
-    out: dict[tuple, dict] = {}
-    for rec in records:
-        if rec.get("fin", True) and "segment_id" in rec:
-            key = (rec["session_id"], rec["segment_id"])
-            assert key not in out, f"segment {key} has two final results"
-            out[key] = rec
-    return out
+    return {key: recs[0] for key, recs in account(records, allow_losses=True).finals.items()}

@@ -63,5 +63,17 @@ class SynthesisFailed(FunAsrNanoError):
     """Text-to-speech produced no audio."""
 
 
+class Dropped(FunAsrNanoError):
+    """Messages were lost between two nodes (a full queue, a restarted node): reported, never silent."""
+
+
+class AudioDropped(Dropped):
+    """Audio chunks of a stream never reached the VAD (a gap in their `seq`); the message says how many."""
+
+
+class SegmentDropped(Dropped):
+    """A speech segment never reached the speech model (a gap in `segment_id`); one error per lost segment."""
+
+
 class DeviceUnavailable(FunAsrNanoError):
     """No audio capture/playback device could be opened."""
