@@ -13,6 +13,11 @@ LLAMA_CMAKE_ARGS += -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 endif
 
 QUIET_NODES := audio-source=error,vad=error,asr=error,tts=error
+# the terminal shows the probe's lines only; everything dora and the nodes say goes to make-run.log
+SHELL := /bin/bash
+# (on failure the log's last lines are shown too)
+PROBE_LINES := 2>&1 | tee $(CURDIR)/make-run.log | sed -nu 's/^.*stdout *probe: \(\[probe\]\)/\1/p'; \
+  status=$${PIPESTATUS[0]}; [ $$status = 0 ] || tail -n 20 $(CURDIR)/make-run.log; exit $$status
 
 .PHONY: setup run run-mic test lint clean
 
@@ -34,14 +39,14 @@ $(VENV)/.installed: pyproject.toml
 
 # Main job: the bundled Mandarin sample -> English text (printed, and in probe-results.jsonl) and speech (speech-out/).
 run: setup
-	DFN_TTS_WAV_DIR=$${DFN_TTS_WAV_DIR:-$(CURDIR)/speech-out} \
+	@DFN_TTS_WAV_DIR=$${DFN_TTS_WAV_DIR:-$(CURDIR)/speech-out} \
 	  DFN_PROBE_OUTPUT=$${DFN_PROBE_OUTPUT:-$(CURDIR)/probe-results.jsonl} \
-	  dora run dataflows/file_whisper_translate.yml --log-filter "$(QUIET_NODES)"
+	  dora run dataflows/file_whisper_translate.yml --log-filter "$(QUIET_NODES)" $(PROBE_LINES)
 
 # Live: microphone -> English text, spoken (use headphones). Ctrl-C stops.
 run-mic: setup
-	DFN_TTS_PLAY=$${DFN_TTS_PLAY:-true} DFN_PROBE_OUTPUT=$${DFN_PROBE_OUTPUT:-$(CURDIR)/probe-results.jsonl} \
-	  dora run dataflows/mic_whisper_translate.yml --log-filter "$(QUIET_NODES)"
+	@DFN_TTS_PLAY=$${DFN_TTS_PLAY:-true} DFN_PROBE_OUTPUT=$${DFN_PROBE_OUTPUT:-$(CURDIR)/probe-results.jsonl} \
+	  dora run dataflows/mic_whisper_translate.yml --log-filter "$(QUIET_NODES)" $(PROBE_LINES)
 
 # The whole test suite: lint, type check, unit tests, and the real dataflows under `dora run`.
 test: setup
@@ -50,4 +55,4 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) speech-out probe-results*.json* dataflows/out
+	rm -rf $(VENV) speech-out probe-results*.json* make-run.log dataflows/out

@@ -70,7 +70,8 @@ class Probe:
 
     @staticmethod
     def _print(rec: dict[str, Any]) -> None:
-        where = f"{rec.get(Key.SESSION_ID, '?')}#{rec.get(Key.SEGMENT_ID, '-')}"
+        segment = rec.get(Key.SEGMENT_ID)
+        where = f"{rec.get(Key.SESSION_ID, '?')}#{'-' if segment is None else segment}"
         span = f" {rec[Key.START_S]:.2f}-{rec[Key.END_S]:.2f}s" if Key.START_S in rec and Key.END_S in rec else ""
         lat = f" latency {rec['latency_s']:.2f}s" if "latency_s" in rec else ""
         if rec["kind"] == "error":
