@@ -112,7 +112,11 @@ def read_audio(value: pa.Array, metadata: dict[str, Any]) -> np.ndarray:
         raise InvalidAudio(f"audio message of type {value.type} is not a flat sample array") from exc
     if samples.dtype == object:
         raise InvalidAudio(f"audio message of type {value.type} is not a flat sample array")
-    return normalize(samples, int(metadata[Key.SAMPLE_RATE]), int(metadata.get(Key.CHANNELS, 1)))
+    try:
+        rate, channels = int(metadata[Key.SAMPLE_RATE]), int(metadata.get(Key.CHANNELS, 1))
+    except (TypeError, ValueError):  # a foreign node's metadata: strings, floats as text, lists
+        raise InvalidAudio(f"sample_rate / channels are not integers: {metadata.get(Key.SAMPLE_RATE)!r}") from None
+    return normalize(samples, rate, channels)
 
 
 def text_message(

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 
 import soundfile as sf
 
-from dora_funasr_nano.model_core.common.errors import DeviceUnavailable, FunAsrNanoError, ModelNotLoaded
+from dora_funasr_nano.model_core.common.errors import (
+    DeviceUnavailable,
+    FunAsrNanoError,
+    ModelNotLoaded,
+    OutputFailed,
+    SynthesisFailed,
+)
 from dora_funasr_nano.model_core.speech.player import Player
 from dora_funasr_nano.model_core.speech.tts import Synthesizer, make_synthesizer
 
@@ -58,7 +64,10 @@ class TtsNode:
             except Exception as exc:  # noqa: BLE001
                 self.load_error = self.load_error or DeviceUnavailable(f"cannot play audio: {exc}")
         if cfg.wav_dir:
-            Path(cfg.wav_dir).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(cfg.wav_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # each WAV that cannot be written is then an OutputFailed error
+                print(f"[tts] cannot create {cfg.wav_dir}: {exc}", file=sys.stderr)
 
     def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
         if not metadata.get(Key.FIN, True):
@@ -67,7 +76,12 @@ class TtsNode:
         try:
             if self.load_error is not None or self.synth is None:
                 raise self.load_error or ModelNotLoaded("no synthesizer")
-            samples, rate = self.synth.synthesize(read_text(value))
+            try:
+                samples, rate = self.synth.synthesize(read_text(value))
+            except FunAsrNanoError:
+                raise
+            except Exception as exc:  # espeak timeouts, a broken voice: still one typed error
+                raise SynthesisFailed(f"{type(exc).__name__}: {exc}") from exc
         except FunAsrNanoError as exc:
             self.node.send_output(Port.ERROR, *error_message(exc, **ids))
             return
@@ -75,7 +89,10 @@ class TtsNode:
         self.node.send_output(Port.AUDIO, *audio_message(samples, rate, **meta))
         if self.cfg.wav_dir:
             name = f"{ids.get(Key.SESSION_ID, 'session')}-{ids.get(Key.SEGMENT_ID, 0)}.wav"
-            sf.write(Path(self.cfg.wav_dir) / name, samples, rate)
+            try:
+                sf.write(Path(self.cfg.wav_dir) / name, samples, rate)
+            except Exception as exc:  # noqa: BLE001 - read-only folder, disk full: reported, the graph goes on
+                self.node.send_output(Port.ERROR, *error_message(OutputFailed(f"cannot write {name}: {exc}"), **ids))
         if self.player is not None:
             self.player.play(samples, rate)
 

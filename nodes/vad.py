@@ -1,11 +1,8 @@
-"""vad: streaming speech segmentation with Silero VAD (model_core.speech.vad has the segmenter).
-
-Input `audio` (chunks from audio-source, any rate). Outputs `segment` (16 kHz float32 speech with session_id,
-segment_id, start_s, end_s, captured_at = wall clock of the segment's last sample), `error` (AudioDropped for a
-gap in the chunks' `seq`) and `ack` (chunks processed up to `seq`: the source's flow control; held back while
-DFN_VAD_MAX_SEGMENTS_IN_FLIGHT segments have no final yet on the `done*` inputs, i.e. the asr's text and error).
-A chunk with eos=true, or the input closing, flushes the trailing speech of its session.
-"""
+"""vad: streaming speech segmentation with Silero VAD (model_core.speech.vad has the segmenter). Input `audio`
+(chunks, any rate). Outputs `segment` (16 kHz float32 speech with session_id, segment_id, start_s, end_s,
+captured_at = wall clock of its last sample), `error` (AudioDropped for a gap in the chunks' `seq`) and `ack`
+(chunks processed up to `seq`: the source's flow control; held while DFN_VAD_MAX_SEGMENTS_IN_FLIGHT segments have
+no final on the `done*` inputs, the asr's text and error). An eos chunk flushes its session's trailing speech."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import sys
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from dora_funasr_nano.model_core.common.errors import AudioDropped, FunAsrNanoError
+from dora_funasr_nano.model_core.common.errors import AudioDropped, FunAsrNanoError, InvalidAudio, ModelNotLoaded
 from dora_funasr_nano.model_core.common.sequence import AckGate, GapDetector
 from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinite
 from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
@@ -47,6 +44,7 @@ class VadNode:
         self.sessions: dict[str, _Session] = {}
         self.segments_sent = 0
         self.gaps, self.gate, self.acking = GapDetector(), AckGate(cfg.max_segments_in_flight), True
+        self.failed: set[str] = set()  # streams whose VAD model could not load (reported once)
 
     def _session(self, session_id: str) -> _Session:
         if session_id not in self.sessions:
@@ -56,21 +54,24 @@ class VadNode:
 
     def on_audio(self, value: Any, metadata: dict[str, Any]) -> None:
         session_id = str(metadata.get(Key.SESSION_ID, "default"))
-        try:
-            samples = read_audio(value, metadata)
-        except FunAsrNanoError as exc:
-            ids = {Key.SESSION_ID: session_id, Key.SEQ: metadata.get(Key.SEQ)}
-            self.node.send_output(Port.ERROR, *error_message(exc, **ids))
-            return
         seq = metadata.get(Key.SEQ)
-        if isinstance(seq, int):
-            if lost := self.gaps.observe(session_id, seq):
-                ids = {Key.SESSION_ID: session_id, Key.SEQ: lost.start, Key.COUNT: len(lost)}
-                error = AudioDropped(f"{len(lost)} audio chunks (seq {lost.start}-{lost.stop - 1}) never arrived")
-                self.node.send_output(Port.ERROR, *error_message(error, **ids))
-        state = self._session(session_id)
+        acks = [(session_id, seq)] if isinstance(seq, int) else []
+        if isinstance(seq, int) and (lost := self.gaps.observe(session_id, seq)):
+            ids = {Key.SESSION_ID: session_id, Key.SEQ: lost.start, Key.COUNT: len(lost)}
+            error = AudioDropped(f"{len(lost)} audio chunks (seq {lost.start}-{lost.stop - 1}) never arrived")
+            self.node.send_output(Port.ERROR, *error_message(error, **ids))
+        try:  # one error per bad chunk; a VAD model that cannot load, once per stream (the stream is still acked)
+            if session_id in self.failed:
+                return self._ack(acks)
+            samples, state = read_audio(value, metadata), self._session(session_id)
+            captured_at = float(metadata.get(Key.CAPTURED_AT, 0.0))
+        except (FunAsrNanoError, TypeError, ValueError) as exc:
+            exc = exc if isinstance(exc, FunAsrNanoError) else InvalidAudio(f"bad captured_at: {exc}")
+            self.node.send_output(Port.ERROR, *error_message(exc, **{Key.SESSION_ID: session_id, Key.SEQ: seq}))
+            self.failed |= {session_id} if isinstance(exc, ModelNotLoaded) else set()
+            return self._ack(acks)
         state.position += samples.size
-        state.captured_at = float(metadata.get(Key.CAPTURED_AT, 0.0))
+        state.captured_at = captured_at
         for seg in state.segmenter.push(samples):
             self._emit(session_id, state, seg)
         if metadata.get(Key.EOS):
@@ -79,8 +80,7 @@ class VadNode:
         if isinstance(seq, int):
             self._ack(self.gate.received(session_id, seq))
 
-    def on_done(self, metadata: dict[str, Any]) -> None:
-        """A segment has its final text or error downstream."""
+    def on_done(self, metadata: dict[str, Any]) -> None:  # a segment has its final text or error downstream
         if metadata.get(Key.FIN, True) and Key.SEGMENT_ID in metadata:
             self._ack(self.gate.finished(str(metadata.get(Key.SESSION_ID, "default"))))
 
@@ -98,11 +98,8 @@ class VadNode:
             return
         for seg in state.segmenter.flush():
             self._emit(session_id, state, seg)
-        print(
-            f"[vad] session {session_id}: {state.next_id} segments, "
-            f"{state.segmenter.noise_bursts} noise bursts below min_speech_s",
-            file=sys.stderr,
-        )
+        bursts = state.segmenter.noise_bursts
+        print(f"[vad] session {session_id}: {state.next_id} segments, {bursts} noise bursts", file=sys.stderr)
 
     def flush_all(self) -> None:
         for session_id in list(self.sessions):

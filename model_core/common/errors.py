@@ -63,6 +63,10 @@ class SynthesisFailed(FunAsrNanoError):
     """Text-to-speech produced no audio."""
 
 
+class OutputFailed(FunAsrNanoError):
+    """A result could not be written out (read-only folder, disk full); the graph goes on."""
+
+
 class Dropped(FunAsrNanoError):
     """Messages were lost between two nodes (a full queue, a restarted node): reported, never silent."""
 
