@@ -42,7 +42,6 @@ class VadNode:
     def __init__(self, node: Any, cfg: VadConfig) -> None:
         self.node, self.cfg = node, cfg
         self.sessions: dict[str, _Session] = {}
-        self.segments_sent = 0
         self.gaps, self.gate, self.acking = GapDetector(), AckGate(cfg.max_segments_in_flight), True
         self.failed: set[str] = set()  # streams whose VAD model could not load (reported once)
 
@@ -55,32 +54,35 @@ class VadNode:
     def on_audio(self, value: Any, metadata: dict[str, Any]) -> None:
         session_id = str(metadata.get(Key.SESSION_ID, "default"))
         seq = metadata.get(Key.SEQ)
-        acks = [(session_id, seq)] if isinstance(seq, int) else []
         if isinstance(seq, int) and (lost := self.gaps.observe(session_id, seq)):
             ids = {Key.SESSION_ID: session_id, Key.SEQ: lost.start, Key.COUNT: len(lost)}
             error = AudioDropped(f"{len(lost)} audio chunks (seq {lost.start}-{lost.stop - 1}) never arrived")
             self.node.send_output(Port.ERROR, *error_message(error, **ids))
         try:  # one error per bad chunk; a VAD model that cannot load, once per stream (the stream is still acked)
             if session_id in self.failed:
-                return self._ack(acks)
+                return self._processed(session_id, seq, metadata)
             samples, state = read_audio(value, metadata), self._session(session_id)
             captured_at = float(metadata.get(Key.CAPTURED_AT, 0.0))
         except (FunAsrNanoError, TypeError, ValueError) as exc:
             exc = exc if isinstance(exc, FunAsrNanoError) else InvalidAudio(f"bad captured_at: {exc}")
             self.node.send_output(Port.ERROR, *error_message(exc, **{Key.SESSION_ID: session_id, Key.SEQ: seq}))
             self.failed |= {session_id} if isinstance(exc, ModelNotLoaded) else set()
-            return self._ack(acks)
+            return self._processed(session_id, seq, metadata)
         state.position += samples.size
         state.captured_at = captured_at
         for seg in state.segmenter.push(samples):
             self._emit(session_id, state, seg)
+        self._processed(session_id, seq, metadata)
+
+    def _processed(self, session_id: str, seq: Any, metadata: dict[str, Any]) -> None:
+        """Every chunk, readable or not: its eos ends the stream, its ack goes through the gate."""
         if metadata.get(Key.EOS):
             self.flush(session_id)
             self.gaps.forget(session_id)
         if isinstance(seq, int):
             self._ack(self.gate.received(session_id, seq))
 
-    def on_done(self, metadata: dict[str, Any]) -> None:  # a segment has its final text or error downstream
+    def on_done(self, metadata: dict[str, Any]) -> None:  # a segment has its final downstream
         if metadata.get(Key.FIN, True) and Key.SEGMENT_ID in metadata:
             self._ack(self.gate.finished(str(metadata.get(Key.SESSION_ID, "default"))))
 
@@ -117,7 +119,6 @@ class VadNode:
         self.node.send_output(Port.SEGMENT, *audio_message(seg.samples, SAMPLE_RATE, **meta))
         self.gate.started(session_id)
         state.next_id += 1
-        self.segments_sent += 1
 
 
 def run(node: Any, cfg: VadConfig) -> VadNode:

@@ -88,3 +88,17 @@ def test_tts_turns_foreign_exceptions_and_unwritable_folders_into_typed_errors(t
     run_tts(node, TtsConfig(wav_dir=str(wav_dir)))
     assert [(m["code"], m["segment_id"]) for _, m in node.of("error")] == [("OutputFailed", 0), ("OutputFailed", 1)]
     assert len(node.of("audio")) == 2  # the speech itself still goes out
+
+
+def test_a_bad_last_chunk_still_ends_its_stream_and_acks_go_through_the_gate():
+    """The eos of an unreadable chunk flushes the stream (the vad ends once every stream has ended); a bad chunk's
+    acknowledgement waits for the downstream like any other."""
+    events = chunk_events(speech_with_gaps(["nihao_shijie"]), chunk=1600)
+    events[-1]["metadata"]["sample_rate"] = "16k"
+    node = RecordingNode([])
+    vad = vad_node.VadNode(node, vad_node.VadConfig(max_segments_in_flight=1))
+    for e in events:
+        vad.on_audio(e["value"], e["metadata"])
+    assert vad.sessions == {} and len(node.of("segment")) == 1
+    acked = [m["seq"] for _, m in node.of("ack")]
+    assert events[-1]["metadata"]["seq"] not in acked  # a segment is out and unfinished: the gate holds it
