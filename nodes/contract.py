@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
-from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, InvalidAudio
+from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, InvalidAudio, InvalidText
 from dora_funasr_nano.model_core.speech.audio import normalize
 
 
@@ -28,6 +28,7 @@ class Port:
     TICK: Final = "tick"  # audio-source's timer input
     ACK: Final = "ack"  # vad -> audio-source: chunks processed up to `seq` (flow control)
     DONE: Final = "done"  # asr text/error -> vad: a segment has its final (vad inputs named done*)
+    ALIVE: Final = "alive"  # every node with a health check: an empty message each second (events.Heartbeat)
 
 
 class Key:
@@ -71,10 +72,11 @@ class Key:
     MESSAGE: Final = "message"  # error body only
     OK: Final = "ok"
     COUNT: Final = "count"  # AudioDropped: how many chunks, from `seq` on
+    REDO: Final = "redo"  # vad: a segment sent again after the asr restarted (1, 2, ...); copied to its final
     TIMESTAMP: Final = "timestamp"  # set by dora itself on every message
 
 
-SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT)
+SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT, Key.REDO)
 
 
 def now() -> float:
@@ -132,8 +134,25 @@ def ack_message(session_id: str, seq: int) -> tuple[pa.Array, dict[str, Any]]:
 
 
 def read_text(value: pa.Array) -> str:
-    items = value.to_pylist()
-    return "" if not items else str(items[0])
+    """The first item as text, whatever it is ("" for none): for sinks that record anything (the probe). Only that
+    item is converted, so a huge foreign array costs nothing."""
+    return "" if not len(value) else str(value[0].as_py())
+
+
+def read_one_text(value: Any) -> str:
+    """The one string of a text message; InvalidText for anything else (a number, a null, a list, several items),
+    checked before any item is converted."""
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if not isinstance(value, pa.Array):
+        raise InvalidText(f"a text message must be an Arrow array, got {type(value).__name__}")
+    if pa.types.is_dictionary(value.type):
+        value = value.dictionary_decode()
+    if not (pa.types.is_string(value.type) or pa.types.is_large_string(value.type)):
+        raise InvalidText(f"a text message must hold one string, got type {value.type}")
+    if len(value) != 1 or value.null_count:
+        raise InvalidText(f"a text message must hold one string, got {len(value)} items ({value.null_count} null)")
+    return str(value[0].as_py())
 
 
 def error_message(error: FunAsrNanoError | str, message: str = "", /, **metadata: Any) -> tuple[pa.Array, dict]:

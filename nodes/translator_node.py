@@ -15,11 +15,18 @@ import sys
 import time
 from typing import Any
 
-from dora_funasr_nano.model_core.common.errors import FunAsrNanoError, ModelNotLoaded, TranslationFailed
+from dora_funasr_nano.model_core.common.errors import (
+    FunAsrNanoError,
+    InvalidText,
+    ModelNotLoaded,
+    TextTooLong,
+    TranslationFailed,
+)  # fmt: skip
+from dora_funasr_nano.model_core.common.text import MAX_TEXT_CHARS
 from dora_funasr_nano.model_core.translation.base import Translator
 from dora_funasr_nano.model_core.translation.segments import OnPartial, SegmentOptions, SegmentTranslator
 
-from .contract import Key, Port, error_message, read_error, read_text, segment_ids, send_ready, text_message
+from .contract import Key, Port, error_message, read_error, read_one_text, segment_ids, send_ready, text_message
 from .events import input_events
 
 
@@ -40,9 +47,12 @@ class TranslatorNode:
         return send
 
     def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
-        text, language, ids = read_text(value), str(metadata.get(Key.LANGUAGE, "zh")), segment_ids(metadata)
+        ids = segment_ids(metadata)
+        if not isinstance(ids.get(Key.SESSION_ID), str) or type(ids.get(Key.SEGMENT_ID)) is not int:
+            raise InvalidText("a text message needs session_id (a string) and segment_id (an integer) metadata")
+        text, language = read_one_text(value), str(metadata.get(Key.LANGUAGE, "zh"))
         if not metadata.get(Key.FIN, True):
-            if language != "en":
+            if language != "en" and len(text) <= MAX_TEXT_CHARS:  # a longer final gets TextTooLong
                 session, segment = str(ids.get(Key.SESSION_ID, "")), ids.get(Key.SEGMENT_ID)
                 failed = self.segments.feed(session, segment, text, language, self._send_partial(ids))
                 if failed is not None:
@@ -56,7 +66,7 @@ class TranslatorNode:
     def on_error(self, value: Any, metadata: dict[str, Any]) -> None:
         try:
             code = metadata.get(Key.CODE) or read_error(value).get(Key.CODE)
-        except (ValueError, AttributeError):
+        except Exception:  # noqa: BLE001 - a foreign error message: passed on as it is
             code = None
         source = metadata.get(Key.SOURCE_TEXT)
         # a failed local translation (TranslationFailed, or ModelNotLoaded when its model is missing) carries the
@@ -74,8 +84,9 @@ class TranslatorNode:
             done = self.segments.translate(session, segment, text, language, self._send_partial(ids))
         except FunAsrNanoError as exc:
             # the transcript travels with the error, so a fallback node can translate it (fallback graph)
+            source = {} if isinstance(exc, TextTooLong) else {Key.SOURCE_TEXT: text}  # no use to a fallback
             extra = {Key.TRANSLATOR: self.label, Key.TRANSLATE_S: round(time.perf_counter() - t0, 4),
-                     Key.SOURCE_TEXT: text, Key.SOURCE_LANGUAGE: language}  # fmt: skip
+                     Key.SOURCE_LANGUAGE: language, **source}  # fmt: skip
             self.node.send_output(Port.ERROR, *error_message(exc, **ids, **extra))
             return
         result = done.translation
@@ -88,8 +99,13 @@ class TranslatorNode:
     def run(self) -> TranslatorNode:
         send_ready(self.node, self.load_error)
         for input_id, value, metadata in input_events(self.node):
-            if input_id == Port.TEXT:
-                self.on_text(value, metadata)
-            elif input_id == Port.ERROR:
-                self.on_error(value, metadata)
+            try:
+                if input_id == Port.TEXT:
+                    self.on_text(value, metadata)
+                elif input_id == Port.ERROR:
+                    self.on_error(value, metadata)
+            except Exception as exc:  # noqa: BLE001 - one malformed message: one typed error, then the next
+                error = exc if isinstance(exc, FunAsrNanoError) else InvalidText(f"{type(exc).__name__}: {exc}")
+                ids = {k: v for k, v in segment_ids(metadata).items() if isinstance(v, str | int | float)}
+                self.node.send_output(Port.ERROR, *error_message(error, **ids, **{Key.TRANSLATOR: self.label}))
         return self

@@ -39,6 +39,14 @@ class NoSpeech(AudioError):
     """The model heard no words in the segment (noise, music, breathing)."""
 
 
+class InvalidText(FunAsrNanoError):
+    """A text message is not one string (wrong Arrow type, a null, several items) or lacks its ids."""
+
+
+class TextTooLong(InvalidText):
+    """A transcript longer than any speech segment holds (text.MAX_TEXT_CHARS): refused, not truncated."""
+
+
 class UnsupportedLanguage(FunAsrNanoError):
     """The requested language or task is not supported by the model."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..common.text import clean_text
+
 SYSTEM_PROMPT = "You are a helpful assistant."
 HOTWORD_PREAMBLE = (
     "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。\n\n\n**上下文信息：**\n\n\n"
@@ -34,6 +36,9 @@ def user_prompt(task: TaskMode = TaskMode.TRANSCRIBE, hotwords: list[str] | None
     if task is TaskMode.TRANSLATE_TO_EN:
         return TRANSLATE_TO_ENGLISH_PROMPT
     prompt = ""
+    # hotwords come from users and configs; the tokenizer parses special tokens in the prompt text, so a literal
+    # <|im_end|> in one would end the user turn (common.text)
+    hotwords = [w for w in (clean_text(h).replace("\n", " ") for h in hotwords or []) if w]
     if hotwords:
         prompt = HOTWORD_PREAMBLE + f"热词列表：[{', '.join(hotwords)}]\n"
     language = _TASK_LANGUAGE[task]

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..common.errors import TranslationFailed
-from .prompt import clean_output
+from ..common.errors import TextTooLong, TranslationFailed
+from ..common.text import MAX_TEXT_CHARS
+from .prompt import as_data, clean_output
 
 
 @dataclass
@@ -21,7 +22,13 @@ class Translation:
 
 
 def require_text(text: str) -> None:
-    if not text.strip():
+    """A transcript fit for the prompt: TextTooLong past MAX_TEXT_CHARS (refused, not cut: a cut sentence would be
+    translated wrongly), TranslationFailed when nothing is left once markup and control characters are removed."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextTooLong(
+            f"the transcript is {len(text)} characters, the limit is {MAX_TEXT_CHARS} (a 30 s segment holds ~450)"
+        )
+    if not as_data(text):
         raise TranslationFailed("nothing to translate: the transcript is empty")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..common.text import clean_text
+
 LANGUAGE_NAMES = {"zh": "Chinese", "yue": "Cantonese", "ja": "Japanese", "ko": "Korean", "en": "English"}
 
 # The transcript is untrusted data (anyone near the microphone wrote it). Wrapping it in tags and telling the model
@@ -31,13 +33,17 @@ INJECTION_DEMOS = (
 _OUR_TAGS = re.compile(r"<\s*/?\s*(transcript|context)\s*>", re.IGNORECASE)
 
 
-def _as_data(text: str) -> str:
-    """Remove our own delimiter tags from untrusted text so it cannot close the data block early."""
-    return _OUR_TAGS.sub(" ", text).strip()
+def as_data(text: str) -> str:
+    """Untrusted text without our own delimiter tags (it cannot close the data block early), chat-template
+    tokens (it cannot close the chat turn: common.text), control or bidi characters."""
+    previous = None
+    while previous != text:  # removing one kind can join the pieces of the other
+        previous, text = text, clean_text(_OUR_TAGS.sub(" ", text))
+    return text
 
 
 def _transcript_block(text: str) -> str:
-    return "<transcript>\n" + _as_data(text) + "\n</transcript>"
+    return "<transcript>\n" + as_data(text) + "\n</transcript>"
 
 
 def build_messages(
@@ -52,7 +58,7 @@ def build_messages(
         for zh, en in INJECTION_DEMOS:
             turns += [{"role": "user", "content": _transcript_block(zh)}, {"role": "assistant", "content": en}]
     parts = []
-    context = [c for c in (_as_data(c) for c in context) if c]
+    context = [c for c in (as_data(c) for c in context) if c]
     if context:
         system += CONTEXT_NOTE
         parts.append("<context>\n" + "\n".join(context) + "\n</context>")
@@ -61,5 +67,6 @@ def build_messages(
 
 
 def clean_output(text: str) -> str:
-    """Strip whitespace and any echoed delimiter tags."""
-    return _OUR_TAGS.sub(" ", text).strip()
+    """A reply without echoed delimiter tags, chat-template tokens or control characters (it reaches terminals
+    and the next prompt's context)."""
+    return as_data(text)

@@ -32,6 +32,8 @@ from .base import Translation, require_text
 from .breaker import CircuitBreaker
 from .prompt import build_messages, clean_output
 
+REDACT_WINDOW = 6  # the shortest piece of the API key that is never shown
+
 
 class _Retryable(Exception):
     """An attempt failed in a way worth retrying; `message` is already safe to show."""
@@ -77,7 +79,9 @@ class RemoteTranslator:
         self.max_output_tokens, self.temperature = max_output_tokens, temperature
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s)
         self._sleep = sleep
-        self._key = (os.environ if env is None else env).get(api_key_env) or ""
+        self._key = ((os.environ if env is None else env).get(api_key_env) or "").strip()
+        if not (self._key.isascii() and self._key.isprintable()):  # httpx would quote it in its exception
+            raise ValueError(f"${api_key_env} holds characters an HTTP header cannot carry (its value is not shown)")
         headers = {"Accept": "text/event-stream"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -98,7 +102,15 @@ class RemoteTranslator:
         self.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """`text` without the key or any piece of it (REDACT_WINDOW characters or more): servers echo keys
+        masked to their first and last characters, and such pieces add up."""
+        if not self._key:
+            return text
+        text = text.replace(self._key, "***")
+        width = min(REDACT_WINDOW, len(self._key))
+        for i in range(len(self._key) - width + 1):
+            text = text.replace(self._key[i : i + width], "***")
+        return text
 
     def translate(
         self,
@@ -146,7 +158,7 @@ class RemoteTranslator:
             raise TranslationFailed(self._redact(f"remote LLM client error: {type(exc).__name__}: {exc}")) from None
         # the service works; an empty answer is the model's failure, not the service's
         self.breaker.record_success()
-        out = clean_output(out)
+        out = self._redact(clean_output(out))  # a server that echoes the request must not put the key in results
         if not out:
             raise TranslationFailed(f"remote LLM returned an empty translation (finish_reason={finish or 'none'})")
         return Translation(out, attempts, finish, time.perf_counter() - t0)
@@ -205,7 +217,7 @@ class RemoteTranslator:
             try:
                 chunk = json.loads(data)
             except ValueError:
-                raise _Broken(f"remote LLM sent a malformed stream chunk: {self._redact(data[:80])!r}") from None
+                raise _Broken(f"remote LLM sent a malformed stream chunk: {self._redact(data)[:80]!r}") from None
             if not isinstance(chunk, dict):
                 raise _Broken("remote LLM sent a malformed stream chunk (not an object)")
             if "error" in chunk:
@@ -215,7 +227,7 @@ class RemoteTranslator:
                 if content:
                     pieces.append(content)
                     if on_partial is not None:
-                        on_partial("".join(pieces))
+                        on_partial(self._redact("".join(pieces)))
                 finish = choice.get("finish_reason") or finish
         if finish:  # some servers close right after the finishing chunk without [DONE]
             return "".join(pieces), finish
