@@ -61,6 +61,9 @@ class Key:
     FINISH_REASON: Final = "finish_reason"
     TOKENS: Final = "tokens"
     ASR_S: Final = "asr_s"
+    FRONTEND_S: Final = "frontend_s"
+    ENCODER_S: Final = "encoder_s"
+    LLM_S: Final = "llm_s"
     RTF: Final = "rtf"
     ENCODER_BACKEND: Final = "encoder_backend"
     DECODER_BACKEND: Final = "decoder_backend"
@@ -77,6 +80,8 @@ class Key:
 
 
 SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT, Key.REDO)
+# the asr's stage times, carried on by the text translators so the final English says where its time went
+ASR_TIMING_KEYS = (Key.ASR_S, Key.FRONTEND_S, Key.ENCODER_S, Key.LLM_S, Key.TOKENS)
 
 
 def now() -> float:
@@ -91,6 +96,10 @@ def flat(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def segment_ids(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: metadata[k] for k in SEGMENT_KEYS if k in metadata}
+
+
+def asr_timing(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: metadata[k] for k in ASR_TIMING_KEYS if k in metadata}
 
 
 def audio_message(samples: np.ndarray, sample_rate: int, **metadata: Any) -> tuple[pa.Array, dict[str, Any]]:

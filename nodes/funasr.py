@@ -73,7 +73,9 @@ def make_recognizer(cfg: FunAsrConfig, asr: Any = None) -> Recognizer:
 
     def recognize(samples: np.ndarray, partial: Partial) -> Transcript:
         result = segments.recognize(samples, partial)
+        stages = {Key.FRONTEND_S: "frontend", Key.ENCODER_S: "encoder", Key.LLM_S: "llm"}
         meta = {Key.TASK: cfg.task, Key.FINISH_REASON: result.finish_reason, Key.TOKENS: len(result.tokens),
+                **{key: round(result.timings[name], 4) for key, name in stages.items() if name in result.timings},
                 **result.backends.as_metadata()}  # fmt: skip
         return Transcript(result.text, TASKS[cfg.task], meta)
 

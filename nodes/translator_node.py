@@ -26,7 +26,17 @@ from dora_funasr_nano.model_core.common.text import MAX_TEXT_CHARS
 from dora_funasr_nano.model_core.translation.base import Translator
 from dora_funasr_nano.model_core.translation.segments import OnPartial, SegmentOptions, SegmentTranslator
 
-from .contract import Key, Port, error_message, read_error, read_one_text, segment_ids, send_ready, text_message
+from .contract import (
+    Key,
+    Port,
+    asr_timing,
+    error_message,
+    read_error,
+    read_one_text,
+    segment_ids,
+    send_ready,
+    text_message,
+)
 from .events import input_events
 
 
@@ -93,6 +103,7 @@ class TranslatorNode:
         meta = {
             **ids, Key.TRANSLATOR: self.label, Key.TRANSLATE_S: round(time.perf_counter() - t0, 4),
             Key.LLM_ATTEMPTS: result.attempts, Key.FINISH_REASON: result.finish_reason, Key.SOURCE_LANGUAGE: language,
+            Key.SOURCE_TEXT: text, **asr_timing(metadata),
         }  # fmt: skip
         self.node.send_output(Port.TEXT, *text_message(result.text, "en", seq=done.seq, **meta))
 
