@@ -17,9 +17,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dora_funasr_nano.model_core.common.text import strip_controls
+
 from .config import load_config
 from .contract import Key, now, read_error, read_text
 from .events import input_events
+
+OWN_FIELDS = ("input", "received_at", "kind", "text", "latency_s")
 
 
 @dataclass
@@ -48,13 +52,15 @@ class Probe:
     def on_message(self, input_id: str, value: Any, metadata: dict[str, Any]) -> dict[str, Any]:
         received = now()
         rec: dict[str, Any] = {"input": input_id, "received_at": received}
-        rec.update({k: v for k, v in metadata.items() if k not in (Key.TIMESTAMP, Key.PRIMITIVE)})
+        # a foreign node's metadata cannot overwrite the probe's own fields (kind, text, latency_s, ...)
+        rec.update({k: v for k, v in metadata.items() if k not in (Key.TIMESTAMP, Key.PRIMITIVE, *OWN_FIELDS)})
         if Key.CODE in metadata:
             rec["kind"] = "error"
             try:
-                rec.update(read_error(value))
-            except (ValueError, TypeError):
-                rec[Key.MESSAGE] = str(value.to_pylist())
+                body = read_error(value)
+                rec.update({k: v for k, v in body.items() if k not in OWN_FIELDS} if isinstance(body, dict) else {})
+            except (ValueError, TypeError, AttributeError):
+                rec[Key.MESSAGE] = read_text(value)[:1000]
         else:
             rec["kind"] = "text"
             rec["text"] = read_text(value)
@@ -72,12 +78,14 @@ class Probe:
     def _print(rec: dict[str, Any]) -> None:
         segment = rec.get(Key.SEGMENT_ID)
         where = f"{rec.get(Key.SESSION_ID, '?')}#{'-' if segment is None else segment}"
-        span = f" {rec[Key.START_S]:.2f}-{rec[Key.END_S]:.2f}s" if Key.START_S in rec and Key.END_S in rec else ""
-        lat = f" latency {rec['latency_s']:.2f}s" if "latency_s" in rec else ""
+        s = lambda v: f"{v:.2f}" if isinstance(v, int | float) else str(v)  # noqa: E731 - foreign metadata: anything
+        span = f" {s(rec[Key.START_S])}-{s(rec[Key.END_S])}s" if Key.START_S in rec and Key.END_S in rec else ""
+        lat = f" latency {s(rec['latency_s'])}s" if "latency_s" in rec else ""
         if rec["kind"] == "error":
-            print(f"[probe] {where}{span}{lat} ERROR {rec.get(Key.CODE)}: {rec.get(Key.MESSAGE)}", flush=True)
+            line = f"[probe] {where}{span}{lat} ERROR {rec.get(Key.CODE)}: {rec.get(Key.MESSAGE)}"
         else:
-            print(f"[probe] {where}{span}{lat} [{rec.get(Key.LANGUAGE, '?')}] {rec['text']}", flush=True)
+            line = f"[probe] {where}{span}{lat} [{rec.get(Key.LANGUAGE, '?')}] {rec['text']}"
+        print(strip_controls(line), flush=True)  # received text cannot drive the terminal (ANSI escapes)
 
     def summary(self) -> dict[str, Any]:
         finals = [r for r in self.records if r.get(Key.FIN, True)]

@@ -462,7 +462,54 @@ NODE_MESSAGES = [
     ),  # the Echo sees raw text; the prompt is clean
 ]
 
-CASES = AUDIO_FILES + AUDIO_MESSAGES + TEXTS + NODE_MESSAGES
+
+def probe_record(value: Any, **meta: Any) -> Callable[[Path], dict]:
+    """One message to the probe, then a good one: the probe records both (the first as it can) and goes on."""
+
+    def run(d: Path) -> dict:
+        from dora_funasr_nano.nodes.probe import ProbeConfig
+        from dora_funasr_nano.nodes.probe import run as run_probe
+
+        ids = {"session_id": "s", "segment_id": 0, **meta}
+        node = RecordingNode([event("x", value, **ids), event("text", pa.array(["ok"]), session_id="s", segment_id=1)])
+        summary = run_probe(node, ProbeConfig(output=str(d / "probe.jsonl"), quiet=False))
+        records = [json.loads(line) for line in (d / "probe.jsonl").read_text().splitlines()]
+        assert [r.get("segment_id") for r in records][-2:] == [0, 1] and summary["segments"] == 2, records
+        return records[-2]
+
+    return run
+
+
+PROBE_MESSAGES = [
+    Case(
+        "probe: start_s/end_s as text",
+        probe_record(pa.array(["hi"]), start_s="a", end_s="b"),
+        OK,
+        lambda r: r["text"] == "hi" and r["start_s"] == "a",
+    ),
+    Case(
+        "probe: metadata posing as its own fields",
+        probe_record(pa.array(["hi"]), latency_s="x", kind="error"),
+        OK,
+        lambda r: r["kind"] == "text" and "latency_s" not in r,
+    ),
+    Case(
+        "probe: an error body that is not JSON",
+        probe_record(pa.array(["oops"]), code="X"),
+        OK,
+        lambda r: r["kind"] == "error" and r["message"] == "oops",
+    ),
+    Case(
+        "probe: an error body that is a JSON list",
+        probe_record(pa.array(["[1, 2]"]), code="X"),
+        OK,
+        lambda r: r["kind"] == "error" and r["code"] == "X",
+    ),
+    Case("probe: 1M numbers as text", probe_record(pa.array(np.arange(1_000_000))), OK, lambda r: r["text"] == "0"),
+    Case("probe: ANSI escapes in text", probe_record(pa.array(["\x1b[2Jhi"])), OK, lambda r: r["text"] == "\x1b[2Jhi"),
+]
+
+CASES = AUDIO_FILES + AUDIO_MESSAGES + TEXTS + NODE_MESSAGES + PROBE_MESSAGES
 
 
 def test_the_table_is_big_enough():
