@@ -101,10 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--timeout", type=float, default=3600, help="seconds per dora run")
     r.add_argument("--no-plots", action="store_true")
     from .hop import add_parser as add_hop
+    from .inprocess import add_parser as add_inprocess
     from .soak import add_parser as add_soak
 
     add_soak(sub)
     add_hop(sub)
+    add_inprocess(sub)
     return parser.parse_args(argv)
 
 

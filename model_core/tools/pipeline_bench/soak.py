@@ -60,8 +60,9 @@ def drift(records: list[dict[str, Any]], duration_s: float, window_s: float = WI
 
 
 def soak(opts: argparse.Namespace) -> dict[str, Any]:
-    base = wl.build_hsk(opts.n, opts.voice, opts.seed)
-    long = wl.repeat(base, opts.minutes)
+    root = Path(opts.root) if opts.root else None
+    base = wl.build_hsk(opts.n, opts.voice, opts.seed, root)
+    long = wl.repeat(base, opts.minutes, root)
     spec = GraphSpec.parse(opts.graph)
     out = Path(opts.out)
     extra = {"DFN_SOURCE_CHUNK_MS": str(opts.chunk_ms)} if opts.chunk_ms else {}
@@ -102,5 +103,6 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--chunk-ms", type=int, default=0, help="DFN_SOURCE_CHUNK_MS (0: the graph's)")
     s.add_argument("--realtime", action="store_true", help="replay in real time (default: as fast as possible)")
     s.add_argument("--out", default="bench-report")
+    s.add_argument("--root", help="folder of the workloads (default $DFN_CACHE_DIR/bench/workloads)")
     s.add_argument("--timeout", type=float, default=4 * 3600)
     s.set_defaults(func=soak)
