@@ -1,4 +1,5 @@
-"""LoRA adapters in mlx-lm's file format on the tiny checkpoint: loaded, fused, and equal to the unfused model."""
+"""LoRA adapters in mlx-lm's file format (as `mlx_lm.lora` writes them) on the tiny checkpoint: loaded, fused, and
+equal to the unfused model (tests/test_lora_runtime.py: the unfused adapter switched per request)."""
 
 import json
 
@@ -46,7 +47,7 @@ def last_logits(asr, audio):
 
 def test_fused_adapter_equals_the_lora_model_and_enables_translation(tiny, tmp_path):
     unfused = write_adapter(tiny, tmp_path / "adapter")
-    fused = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, adapter=tmp_path / "adapter")
+    fused = FunAsrNano.load(tiny.official_dir, dtype=mx.float32, adapter=tmp_path / "adapter", fuse=True)
     base = FunAsrNano.load(tiny.official_dir, dtype=mx.float32)
     audio = read16k(zh_clip("jishu"))
     want, got, plain = last_logits(unfused, audio), last_logits(fused, audio), last_logits(base, audio)

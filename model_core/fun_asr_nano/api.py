@@ -16,16 +16,16 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from ..common.errors import InvalidAudio, UnsupportedLanguage
+from ..common.errors import InvalidAudio, ModelNotLoaded, UnsupportedLanguage
 from ..speech.audio import SAMPLE_RATE, check_segment
 from ..translation.base import Translator
 from ..translation.sentences import SentenceStreamer, split_sentences, stable_sentences
 from .backends import Backends, choose_backends
 from .cache import PromptCache
 from .frontend import extract_features
-from .generate import GenerationConfig, generate, generate_batch
+from .generate import Generation, GenerationConfig, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
-from .lora import apply_adapter
+from .lora import Adapter, fuse_adapter, load_adapter
 from .model import Model
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
 
@@ -54,15 +54,16 @@ class Result:
 
 
 class FunAsrNano:
-    def __init__(
-        self, model: Model, tokenizer: Any, model_dir: Path | None = None, backend: str | None = None
-    ) -> None:
+    def __init__(self, model: Model, tokenizer: Any, model_dir: Path | None = None, backend: str | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer  # a transformers tokenizer
         self.model_dir = model_dir
         self.backends = choose_backends(model, backend)  # once: every call computes on these
         self.prompt_cache = PromptCache()  # the chat template's keys are computed once per process
-        # set by translation adapters (LoRA); the published checkpoint only transcribes
+        # a LoRA adapter (lora.py): unfused, it is switched on for its task only, request by request
+        self.adapter: Adapter | None = None
+        self.fused = False  # the adapter folded into the weights: on for every task
+        # set by translation adapters; the published checkpoint only transcribes
         self.can_translate = False
 
     @classmethod
@@ -73,15 +74,32 @@ class FunAsrNano:
         adapter: str | os.PathLike | None = None,
         low_memory: bool = False,
         backend: str | None = None,
+        fuse: bool = False,
     ) -> FunAsrNano:
-        """`adapter`: an mlx-lm LoRA adapter folder, fused into the LLM (see lora.py). `low_memory`: audio
-        encoder + adaptor weights stored in bf16, computed in the run dtype (loading.audio_weights_dtype).
-        `backend`: auto | mlx | numpy (None: $DFN_BACKEND, default auto), see backends/__init__.py."""
+        """`adapter`: an mlx-lm LoRA adapter folder (see lora.py), kept unfused: on for its task (a translate
+        adapter: TranslateToEnglish) and off for the others, so one loaded model serves both; `fuse=True` folds it
+        into the weights instead (on for every task). A checkpoint trained with the official recipe
+        (config.yaml `llm_conf.use_lora`) brings its adapter along. `low_memory`: audio encoder + adaptor weights
+        stored in bf16, computed in the run dtype (loading.audio_weights_dtype). `backend`: auto | mlx | numpy
+        (None: $DFN_BACKEND, default auto), see backends/__init__.py."""
         model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
-        can_translate = apply_adapter(model.llm, adapter) == "translate" if adapter else False
+        found = model.adapter  # the official recipe's lora_A / lora_B, loaded with the model
+        if adapter and found is not None:
+            raise ModelNotLoaded(f"{model_dir} already holds a LoRA adapter (use_lora); pass no other adapter")
+        found = load_adapter(model.llm, adapter) if adapter else found
+        if found is not None and fuse:
+            fuse_adapter(model.llm)
         asr = cls(model, load_tokenizer(model_dir), model_dir, backend)  # backends chosen on the final weights
-        asr.can_translate = can_translate
+        asr.adapter, asr.fused = found, fuse and found is not None
+        asr.can_translate = found is not None and found.task == "translate"
         return asr
+
+    def adapter_on(self, task: TaskMode) -> bool:
+        """Whether a request of `task` goes through the (unfused) adapter: a translation adapter for
+        TranslateToEnglish only, a transcription fine-tune for every other task."""
+        if self.adapter is None or self.fused:
+            return self.fused
+        return (task is TaskMode.TRANSLATE_TO_EN) == (self.adapter.task == "translate")
 
     # -- stages -------------------------------------------------------------------------------------------
 
@@ -130,7 +148,7 @@ class FunAsrNano:
         prompt = self.prompt_embeddings(rows, user_prompt(task, list(hotwords or []), itn))
         out = generate(
             self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token,
-            backend=self.backends.decoder, prompt_cache=self.prompt_cache,
+            backend=self.backends.decoder, prompt_cache=self.prompt_cache, adapter=self.adapter_on(task),
         )  # fmt: skip
         t3 = time.perf_counter()
         timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
@@ -216,15 +234,19 @@ class FunAsrNano:
     def transcribe_batch(
         self,
         audios: Sequence[np.ndarray],
-        task: TaskMode = TaskMode.TRANSCRIBE,
+        task: TaskMode | Sequence[TaskMode] = TaskMode.TRANSCRIBE,
         hotwords: Sequence[str] | None = None,
         itn: bool = True,
         generation: GenerationConfig | None = None,
     ) -> list[Result]:
         """Several segments at once: one padded encoder pass and one batched decode. Same tokens as one at a time.
         Upstream raises NotImplementedError for batches; here the padding is masked in the encoder, the adaptor
-        and the LLM."""
+        and the LLM. `task`: one for all, or one per segment (with an unfused adapter, rows of different tasks
+        share the batch, each with the adapter on or off)."""
         generation = generation or GenerationConfig()
+        tasks = [task] * len(audios) if isinstance(task, TaskMode) else list(task)
+        if len(tasks) != len(audios):
+            raise ValueError(f"{len(tasks)} tasks for {len(audios)} segments")
         t0 = time.perf_counter()
         feats = [self.features(a) for a in audios]
         t1 = time.perf_counter()
@@ -236,9 +258,9 @@ class FunAsrNano:
         rows = [encoded[i, : self.model.audio_token_count(n)] for i, n in enumerate(lengths)]
         mx.eval(rows)
         t2 = time.perf_counter()
-        prompt = user_prompt(task, list(hotwords or []), itn)
-        prompts = [self.prompt_embeddings(r, prompt) for r in rows]
-        outs = generate_batch(self.model.llm, prompts, generation, self.model.args.eos_token_ids, self.backends.decoder)
+        words = list(hotwords or [])
+        prompts = [self.prompt_embeddings(r, user_prompt(t, words, itn)) for r, t in zip(rows, tasks, strict=True)]
+        outs = self._decode_rows(prompts, tasks, generation)
         used = Backends("mlx", self.backends.decoder)  # a padded batch's encoder pass runs in MLX
         t3 = time.perf_counter()
         timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
@@ -246,6 +268,40 @@ class FunAsrNano:
             Result(self.decode(o.tokens), o.tokens, o.finish_reason, a.size / SAMPLE_RATE, timings, backends=used)
             for o, a in zip(outs, audios, strict=True)
         ]
+
+    def transcribe_and_translate(
+        self, audio: np.ndarray, generation: GenerationConfig | None = None
+    ) -> tuple[Result, Result]:
+        """One segment -> (Chinese transcript, English) from one model: the audio encoded once, then both prompts
+        decoded as one batch of two rows, the adapter off for the transcript and on for the English. Needs a
+        translation adapter kept unfused (UnsupportedLanguage otherwise)."""
+        if not self.can_translate or self.fused:
+            raise UnsupportedLanguage("transcript + English from one model needs an unfused translation adapter")
+        generation = generation or GenerationConfig()
+        t0 = time.perf_counter()
+        feats = self.features(audio)
+        t1 = time.perf_counter()
+        rows = self.audio_rows(feats)
+        mx.eval(rows)
+        t2 = time.perf_counter()
+        tasks = [TaskMode.TRANSCRIBE, TaskMode.TRANSLATE_TO_EN]
+        prompts = [self.prompt_embeddings(rows, user_prompt(t)) for t in tasks]
+        chinese, english = self._decode_rows(prompts, tasks, generation)
+        t3 = time.perf_counter()
+        timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
+        audio_s = audio.size / SAMPLE_RATE
+        zh = Result(self.decode(chinese.tokens), chinese.tokens, chinese.finish_reason, audio_s, timings,
+                    backends=self.backends)  # fmt: skip
+        en = Result(self.decode(english.tokens), english.tokens, english.finish_reason, audio_s, timings, zh.text,
+                    self.backends)  # fmt: skip
+        return zh, en
+
+    def _decode_rows(
+        self, prompts: list[mx.array], tasks: Sequence[TaskMode], generation: GenerationConfig
+    ) -> list[Generation]:
+        eos = self.model.args.eos_token_ids
+        flags = [self.adapter_on(t) for t in tasks]
+        return generate_batch(self.model.llm, prompts, generation, eos, self.backends.decoder, adapter=flags)
 
 
 # mlx-lm's shape: `load(path_or_id, ...)` as a function

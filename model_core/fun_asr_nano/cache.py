@@ -11,6 +11,7 @@ from mlx_lm.models import qwen3
 from mlx_lm.models.cache import KVCache
 
 from .backends.numpy_decoder import NumpyQwen3
+from .lora import adapter_active
 
 
 def make_cache(model: qwen3.Model, total_tokens: int) -> list[KVCache]:
@@ -33,16 +34,20 @@ def prefill(llm: qwen3.Model, prompt_embeddings: mx.array, cache: list[Any]) -> 
 
 
 class _Saved(NamedTuple):
-    backend: str  # "numpy" or "mlx": each keeps keys in its own arrays
     rows: np.ndarray  # the prompt's embedding rows (L, hidden)
     keys: Any  # numpy (layers, kv heads, L, head_dim), or one mx.array (1, kv heads, L, head_dim) per layer
     values: Any
 
 
-def _shared_rows(saved: _Saved | None, prompt: np.ndarray, backend: str) -> int:
-    """Leading rows of `prompt` equal to the saved prompt's (if saved by this backend), leaving at least the
-    prompt's last row (its logits are the result)."""
-    if saved is None or saved.backend != backend:
+# what a saved prompt was computed by: the backend ("numpy" or "mlx": each keeps keys in its own arrays) and
+# whether the LoRA adapter was on (its keys and values differ from the base model's from the first layer on)
+Slot = tuple[str, bool]
+
+
+def _shared_rows(saved: _Saved | None, prompt: np.ndarray) -> int:
+    """Leading rows of `prompt` equal to the saved prompt's, leaving at least the prompt's last row (its logits are
+    the result)."""
+    if saved is None:
         return 0
     n = min(len(saved.rows), len(prompt) - 1)
     same = np.all(saved.rows[:n] == prompt[:n], axis=1)
@@ -56,34 +61,37 @@ class PromptCache:
     audio), and a position's keys and values depend only on the rows up to it; llama.cpp reuses a shared prefix
     the same way. The match is row by row, so hotwords or another task simply share fewer rows. One cache per
     model (the saved keys belong to its weights); ~0.23 MB per saved position at Qwen3-0.6B's shapes (fp32).
-    Both decode paths use it: numpy (NumpyQwen3's arrays) and MLX (mlx-lm KVCache).
+    Both decode paths use it: numpy (NumpyQwen3's arrays) and MLX (mlx-lm KVCache). Prompts computed with the
+    LoRA adapter on and off are kept apart (one saved prompt each), so tasks that alternate never mix them.
     """
 
     def __init__(self) -> None:
-        self._saved: _Saved | None = None
+        self._saved: dict[Slot, _Saved] = {}
 
     def clear(self) -> None:
-        self._saved = None
+        self._saved = {}
 
-    def shared_rows(self, prompt: np.ndarray, backend: str = "numpy") -> int:
+    def shared_rows(self, prompt: np.ndarray, backend: str = "numpy", adapter: bool = False) -> int:
         """How many leading rows of `prompt` the saved prompt has too (it always leaves one row to compute)."""
-        return _shared_rows(self._saved, prompt, backend)
+        return _shared_rows(self._saved.get((backend, adapter)), prompt)
 
     def prefill(self, decoder: NumpyQwen3, prompt: np.ndarray) -> np.ndarray:
         """decoder.forward(prompt) on a fresh one-row decoder, reusing the shared leading rows; saves this prompt."""
         if decoder.length or len(decoder.pad) != 1:
             raise ValueError("PromptCache.prefill needs a one-row decoder that has not run yet")
-        saved = self._saved  # read once: another thread may save meanwhile
-        shared = _shared_rows(saved, prompt, "numpy")
+        slot = ("numpy", decoder.adapter_on)
+        saved = self._saved.get(slot)  # read once: another thread may save meanwhile
+        shared = _shared_rows(saved, prompt)
         if saved is not None and shared:
             decoder.keys[:, 0, :, :shared] = saved.keys[:, :, :shared]
             decoder.values[:, 0, :, :shared] = saved.values[:, :, :shared]
             decoder.length = shared
         logits = decoder.forward(prompt[shared:])
         end = len(prompt)
-        self._saved = _Saved(
-            "numpy", prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy()
-        )
+        self._saved = {
+            **self._saved,
+            slot: _Saved(prompt.copy(), decoder.keys[:, 0, :, :end].copy(), decoder.values[:, 0, :, :end].copy()),
+        }
         return logits
 
     def prefill_mlx(self, llm: qwen3.Model, prompt: mx.array, cache: list[KVCache]) -> mx.array:
@@ -91,8 +99,9 @@ class PromptCache:
         if any(c.offset for c in cache):
             raise ValueError("PromptCache.prefill_mlx needs caches that have not run yet")
         rows = np.array(prompt.astype(mx.float32))
-        saved = self._saved
-        shared = _shared_rows(saved, rows, "mlx")
+        slot = ("mlx", adapter_active(llm))  # the adapter as lora.adapter_rows() sets it for this call
+        saved = self._saved.get(slot)
+        shared = _shared_rows(saved, rows)
         if saved is not None and shared:
             for c, k, v in zip(cache, saved.keys, saved.values, strict=True):
                 c.update_and_fetch(k[:, :, :shared], v[:, :, :shared])
@@ -105,5 +114,5 @@ class PromptCache:
             keys.append(mx.contiguous(c.keys[:, :, :end]))
             values.append(mx.contiguous(c.values[:, :, :end]))
         mx.eval(logits, keys, values)
-        self._saved = _Saved("mlx", rows, keys, values)
+        self._saved = {**self._saved, slot: _Saved(rows, keys, values)}
         return logits

@@ -6,7 +6,8 @@ callback for streaming, and a repetition guard against the loops users report on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -16,8 +17,9 @@ from mlx_lm.models.cache import BatchKVCache
 from mlx_lm.sample_utils import make_sampler
 
 from .backends import numpy_decoder
-from .backends.numpy_decoder import NumpyQwen3
+from .backends.numpy_decoder import NumpyQwen3, row_flags
 from .cache import PromptCache, make_cache, prefill
+from .lora import adapter_rows
 
 
 @dataclass
@@ -96,6 +98,7 @@ def _take(
         return Generation(tokens[:-cut], "repetition")
     return None
 
+
 def _numpy_steps(
     llm: qwen3.Model,
     prompt_embeddings: mx.array,
@@ -145,21 +148,27 @@ def generate(
     on_token: Callable[[int], None] | None = None,
     backend: str = "auto",
     prompt_cache: PromptCache | None = None,
+    adapter: bool | None = None,
 ) -> Generation:
     """prompt_embeddings: (L, hidden). Returns the new tokens (EOS excluded). backend: auto, mlx or numpy.
-    prompt_cache: reuse the keys and values of the rows this prompt shares with the last one."""
+    prompt_cache: reuse the keys and values of the rows this prompt shares with the last one.
+    adapter: an unfused LoRA adapter on (True) or off (False); None: as lora.adapter_rows() says (on by default)."""
     steps = _numpy_steps if decoder_backend(llm, backend) == "numpy" else _mlx_steps
     tokens: list[int] = []
-    for token in steps(llm, prompt_embeddings, config, prompt_cache):
-        if done := _take(tokens, token, config, eos_token_ids, on_token):
-            return done
+    with nullcontext() if adapter is None else adapter_rows(adapter):
+        for token in steps(llm, prompt_embeddings, config, prompt_cache):
+            if done := _take(tokens, token, config, eos_token_ids, on_token):
+                return done
     return Generation(tokens, "length")
 
 
 class _MlxBatch:
-    """Left-padded prompts in mlx-lm's BatchKVCache (masks the padding, keeps each row's positions)."""
+    """Left-padded prompts in mlx-lm's BatchKVCache (masks the padding, keeps each row's positions); the LoRA
+    adapter on the rows whose flag is set (lora.adapter_rows around every call)."""
 
-    def __init__(self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig) -> None:
+    def __init__(
+        self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig, adapter: list[bool]
+    ) -> None:
         lengths = [p.shape[0] for p in prompts]
         width, hidden = max(lengths), prompts[0].shape[1]
         self.padded = mx.stack(
@@ -167,31 +176,37 @@ class _MlxBatch:
         )
         self.llm, self.sample = llm, _mlx_sampler(config)
         self.cache = [BatchKVCache([width - n for n in lengths]) for _ in llm.layers]
+        self.adapter = adapter
 
     def first(self) -> list[int]:
-        return _token_ids(self.sample(prefill(self.llm, self.padded, self.cache)))
+        with adapter_rows(self.adapter):
+            return _token_ids(self.sample(prefill(self.llm, self.padded, self.cache)))
 
     def next(self, tokens: list[int]) -> list[int]:
-        return _token_ids(self.sample(self.llm(mx.array(tokens)[:, None], cache=self.cache)[:, -1]))
+        with adapter_rows(self.adapter):
+            return _token_ids(self.sample(self.llm(mx.array(tokens)[:, None], cache=self.cache)[:, -1]))
 
     def keep_rows(self, rows: list[int]) -> None:
         keep = mx.array(rows)
         for c in self.cache:
             c.filter(keep)
+        self.adapter = [self.adapter[r] for r in rows]
 
 
 class _NumpyBatch:
     """The same in numpy (numpy_decoder.NumpyQwen3 with a batch): one GEMM per layer over all rows, weights read
     once per step for the whole batch."""
 
-    def __init__(self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig) -> None:
+    def __init__(
+        self, llm: qwen3.Model, prompts: list[mx.array], config: GenerationConfig, adapter: list[bool]
+    ) -> None:
         lengths = [p.shape[0] for p in prompts]
         width = max(lengths)
         mx.eval(prompts)
         self.padded = np.zeros((len(prompts), width, prompts[0].shape[1]), np.float32)
         for row, (n, p) in enumerate(zip(lengths, prompts, strict=True)):
             self.padded[row, width - n :] = np.array(p, dtype=np.float32)
-        self.decoder = NumpyQwen3(llm, width + config.max_tokens + 1, pad=[width - n for n in lengths])
+        self.decoder = NumpyQwen3(llm, width + config.max_tokens + 1, [width - n for n in lengths], adapter)
         self.config, self.rng = config, np.random.default_rng()
 
     def _sample(self, logits: np.ndarray) -> list[int]:
@@ -213,11 +228,16 @@ def generate_batch(
     config: GenerationConfig,
     eos_token_ids: tuple[int, ...],
     backend: str = "auto",
+    adapter: Sequence[bool] | None = None,
 ) -> list[Generation]:
     """Several prompts (each (L_i, hidden)) decoded together, left-padded into one batch with the padding masked
     and each row's positions kept, so every row decodes as it would alone. Finished rows leave the batch.
-    backend: auto (numpy where generate() would use it), mlx or numpy."""
-    batch = (_NumpyBatch if decoder_backend(llm, backend) == "numpy" else _MlxBatch)(llm, prompts, config)
+    backend: auto (numpy where generate() would use it), mlx or numpy. adapter: one flag per prompt, an unfused
+    LoRA adapter on or off for that row (rows may differ); None: as lora.adapter_rows() says (on by default)."""
+    flags = row_flags(len(prompts)) if adapter is None else [bool(a) for a in adapter]
+    if len(flags) != len(prompts):
+        raise ValueError(f"{len(flags)} adapter flags for {len(prompts)} prompts")
+    batch = (_NumpyBatch if decoder_backend(llm, backend) == "numpy" else _MlxBatch)(llm, prompts, config, flags)
     tokens = batch.first()
     results: list[Generation | None] = [None] * len(prompts)
     outputs: list[list[int]] = [[] for _ in prompts]

@@ -17,6 +17,7 @@ import yaml
 
 from ..common.errors import ModelNotLoaded
 from ..common.settings import default_dtype
+from .lora import attach_official_adapter, pop_official_lora
 from .model import Model, ModelArgs
 
 DEFAULT_MODEL = "FunAudioLLM/Fun-ASR-Nano-2512"
@@ -127,6 +128,7 @@ def load_model(
 
         nn.quantize(model.llm, group_size=quant["group_size"], bits=quant["bits"])
     weights = model.sanitize(read_weights(model_dir))
+    lora_weights = pop_official_lora(weights)  # the official recipe's adapter (use_lora): added after the base
     dtype = dtype or default_dtype()
     audio_dtype = audio_weights_dtype(dtype) if low_memory else dtype
 
@@ -141,6 +143,9 @@ def load_model(
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:
         raise ModelNotLoaded(f"{model_dir}: weights do not match the config: {exc}") from exc
+    llm_conf = model_conf.get("llm_conf") or {}
+    if llm_conf.get("use_lora") or lora_weights:
+        model.adapter = attach_official_adapter(model.llm, llm_conf, lora_weights, str(model_dir))
     mx.eval(model.parameters())
     model.eval()
     return model, model_dir

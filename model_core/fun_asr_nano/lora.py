@@ -4,7 +4,7 @@ Built on mlx-lm's tuner (`linear_to_lora_layers`, `LoRALinear`): y = x·Wᵀ + s
 and mlx-lm's `scale` a plain multiplier, so it is alpha / rank (the official recipe's `scaling`, funasr
 models/lora/layers.py). Adapters stay unfused at run time: each LoRA layer asks `adapter_rows()` whether the
 adapter is on for the current call (all rows, none, or a per-row mask of a batch), so one loaded model transcribes
-with the adapter off and translates with it on, request by request and row by row. `fuse()` folds it for good
+with the adapter off and translates with it on, request by request and row by row. `fuse_adapter()` folds it for good
 (W' = W + scale·Bᵀ·Aᵀ in mlx-lm's orientation, W + (alpha/r)·B·A in the official one).
 
 A `"task": "translate"` entry in adapter_config.json marks a translation adapter (the unified model, prompt
@@ -85,11 +85,13 @@ class LoraConfig:
     @classmethod
     def from_official(cls, lora_conf: dict[str, Any], llm: nn.Module) -> LoraConfig:
         """From funasr's `llm_conf.lora_conf` (r, lora_alpha, lora_dropout, target_modules). Upstream wraps every
-        nn.Linear of the LLM whose name contains a target, so the targets are matched against a block's linears."""
+        nn.Linear of the LLM with a target among the parts of its dotted name (`target in name.split(".")`)."""
         targets = lora_conf.get("target_modules") or ["q_proj", "v_proj"]
         block = llm.layers[0]
         keys = tuple(
-            name for name, m in block.named_modules() if isinstance(m, nn.Linear) and any(t in name for t in targets)
+            name
+            for name, m in block.named_modules()
+            if isinstance(m, nn.Linear) and any(t in name.split(".") for t in targets)
         )
         return cls(int(lora_conf.get("r", 16)), float(lora_conf.get("lora_alpha", 32)),
                    float(lora_conf.get("lora_dropout", 0.05)), tuple(sorted(keys)))  # fmt: skip
@@ -241,7 +243,7 @@ def load_weights_into(llm: nn.Module, weights: dict[str, mx.array], where: str) 
     errors += [f"{k}: missing" for k in params if k not in weights]
     if errors:
         raise ModelNotLoaded(f"adapter {where} does not fit this model: " + "; ".join(errors[:4]))
-    dtype = next(iter(params.values())).dtype
+    dtype = llm.model.norm.weight.dtype  # the run dtype (the base weights may be quantized)
     llm.load_weights([(k, v.astype(dtype)) for k, v in weights.items()], strict=False)
     mx.eval(llm.parameters())
 
@@ -259,12 +261,70 @@ def load_adapter(llm: nn.Module, folder: str | os.PathLike) -> Adapter:
     return Adapter(config, task, str(folder))
 
 
-def fuse(llm: nn.Module) -> None:
+def fuse_adapter(llm: nn.Module) -> None:
     """Fold every LoRA layer into its base weight for good (mlx-lm's LoRALinear.fuse)."""
     fused = [(name, m.fuse()) for name, m in lora_layers(llm)]
     if fused:
         llm.update_modules(tree_unflatten(fused))
     mx.eval(llm.parameters())
+
+
+fuse = fuse_adapter  # the name of the first API
+
+
+# -- the official recipe's layout (funasr models/lora/layers.py Linear: lora_A (r, in), lora_B (out, r)) -----------
+
+OFFICIAL_LEAVES = {"lora_A": "lora_a", "lora_B": "lora_b"}
+
+
+def pop_official_lora(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Take the official checkpoint's `llm.….lora_A` / `.lora_B` tensors out of `weights` (model names); return
+    them under the LLM's mlx-lm names, transposed to mlx-lm's orientation (A (in, r), B (r, out))."""
+    out = {}
+    for key in [k for k in weights if k.startswith("llm.") and k.rsplit(".", 1)[-1] in OFFICIAL_LEAVES]:
+        name, leaf = key.removeprefix("llm.").rsplit(".", 1)
+        out[f"{name}.{OFFICIAL_LEAVES[leaf]}"] = weights.pop(key).T
+    return out
+
+
+def attach_official_adapter(
+    llm: nn.Module, llm_conf: dict[str, Any], weights: dict[str, mx.array], where: str
+) -> Adapter:
+    """The adapter of a checkpoint trained with the official recipe (config.yaml `llm_conf.use_lora` +
+    `lora_conf`; its tensors from pop_official_lora), unfused. Its task: `lora_conf.task` where we exported it,
+    else transcribe (the recipe fine-tunes transcription)."""
+    lora_conf = llm_conf.get("lora_conf") or {}
+    config = LoraConfig.from_official(lora_conf, llm)
+    if not weights:
+        raise ModelNotLoaded(f"{where}: config.yaml sets llm_conf.use_lora but the checkpoint has no lora_A/lora_B")
+    try:
+        add_lora(llm, config)
+    except ValueError as exc:
+        raise ModelNotLoaded(f"{where}: {exc}") from exc
+    load_weights_into(llm, weights, where)
+    task = str(lora_conf.get("task", "transcribe"))
+    if task not in ADAPTER_TASKS:
+        raise ModelNotLoaded(f"{where}: lora_conf.task must be one of {ADAPTER_TASKS}, got {task!r}")
+    return Adapter(config, task, where)
+
+
+def official_lora_conf(config: LoraConfig, task: str) -> dict[str, Any]:
+    """`llm_conf.lora_conf` for funasr (its targets match any part of a module's dotted name)."""
+    if config.num_layers != ALL_LAYERS:
+        raise ValueError("the official recipe adapts every layer; this adapter covers only the last few")
+    targets = sorted({key.rsplit(".", 1)[-1] for key in config.keys})
+    return {"r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout, "target_modules": targets,
+            "task": task}  # fmt: skip
+
+
+def official_lora_weights(llm: nn.Module) -> dict[str, mx.array]:
+    """The LLM's adapter under the official model names and orientation (the inverse of pop_official_lora)."""
+    back = {v: k for k, v in OFFICIAL_LEAVES.items()}
+    out = {}
+    for key, value in adapter_weights(llm).items():
+        name, leaf = key.rsplit(".", 1)
+        out[f"llm.{name}.{back[leaf]}"] = value.T
+    return out
 
 
 def adapter_task(adapter_dir: str | os.PathLike) -> str:
@@ -274,5 +334,5 @@ def adapter_task(adapter_dir: str | os.PathLike) -> str:
 def apply_adapter(llm: nn.Module, adapter_dir: str | os.PathLike) -> str:
     """Load the adapter into `llm` and fuse it; returns its task."""
     adapter = load_adapter(llm, adapter_dir)
-    fuse(llm)
+    fuse_adapter(llm)
     return adapter.task

@@ -18,6 +18,7 @@ from .adaptor import AdaptorArgs, AudioAdaptor, fake_token_len
 from .backends import numpy_encoder
 from .encoder import EncoderArgs, SenseVoiceEncoderSmall
 from .frontend import FrontendConfig
+from .lora import Adapter
 
 # Qwen3: <|endoftext|> and <|im_end|> both end a response
 DEFAULT_EOS_TOKEN_IDS = (151643, 151645)
@@ -61,6 +62,8 @@ class Model(nn.Module):
         self.audio_encoder = SenseVoiceEncoderSmall(args.encoder)
         self.audio_adaptor = AudioAdaptor(args.adaptor)
         self.llm = qwen3.Model(args.text)
+        # a LoRA adapter the checkpoint itself holds (the official recipe's use_lora), attached by the loader
+        self.adapter: Adapter | None = None
 
     def encode_audio(self, features: mx.array, lengths: mx.array | None = None, backend: str = "mlx") -> mx.array:
         """(B, T_lfr, 560) LFR features -> (B, T_lfr, hidden) adaptor rows; the LLM sees the first fake_token_len.
