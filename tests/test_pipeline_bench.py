@@ -133,4 +133,4 @@ def test_ci_benchmark_of_the_graphs(espeak10, tmp_path, tiny):
 def test_one_dora_hop_is_timed(tmp_path):
     cli.main(["hop", "--seconds", "1", "--count", "5", "--json", str(tmp_path / "hop.json")])
     hop = json.loads((tmp_path / "hop.json").read_text())["1s"]
-    assert hop["received"] == hop["sent"] == 10 and hop["latency_ms"]["n"] == 5 and hop["burst_mb_per_s"] > 0
+    assert hop["received"] == hop["sent"] == 15 and hop["latency_ms"]["n"] == 5 and hop["burst_mb_per_s"] > 0

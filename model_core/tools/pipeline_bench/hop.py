@@ -1,6 +1,6 @@
 """dfn-bench hop: what one dora hop costs. A sender node sends audio messages (float32 16 kHz, 1 s and 10 s) to a
-receiver node under `dora run`: `--count` paced ones (one every 200 ms: latency = receive - send wall clock) and then
-`--count` back to back (throughput: MB/s and messages/s from the first send to the last receive)."""
+receiver node under `dora run`: 5 warm-up ones, then `--count` paced ones (one every 200 ms: latency = receive -
+send wall clock), then `--count` back to back (throughput: MB/s and messages/s, first send to last receive)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .metrics import distribution
 from .runner import dora_env
 
 MODULE = "dora_funasr_nano.model_core.tools.pipeline_bench.hop"
+WARM_UP = 5  # paced messages not counted: the receiver may still be starting
 
 
 def dataflow(seconds: float, count: int, out: Path) -> dict[str, Any]:
@@ -48,8 +49,9 @@ def send(seconds: float, count: int) -> None:
     for event in node:
         if event["type"] != "INPUT":
             break
-        if sent < count:  # paced: latency
-            node.send_output("audio", payload, {"sent_at": time.time(), "phase": "paced", "i": sent})
+        if sent < WARM_UP + count:  # paced: latency (the first few only while the receiver starts)
+            phase = "warm-up" if sent < WARM_UP else "paced"
+            node.send_output("audio", payload, {"sent_at": time.time(), "phase": phase, "i": sent})
             sent += 1
         else:  # back to back: throughput
             for i in range(count):
@@ -92,7 +94,7 @@ def measure(seconds: float, count: int) -> dict[str, Any]:
         "audio_s": seconds,
         "bytes": int(seconds * 16000 * 4),
         "received": len(recs),
-        "sent": 2 * count,
+        "sent": WARM_UP + 2 * count,
         "latency_ms": {
             k: v * 1000 if k != "n" else v
             for k, v in distribution([r["received_at"] - r["sent_at"] for r in paced]).items()
