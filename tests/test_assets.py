@@ -39,8 +39,10 @@ def test_parts_are_assembled_once_and_verified(tmp_path, monkeypatch):
     out = m.ensure(progress=False)
     assert (out / "blob").read_bytes() == b"".join(chunks) and (out / "config.json").exists()
     assert m.is_ready()
-    (out / "blob").write_bytes(b"changed")  # a ready directory is not re-assembled
-    assert m.ensure(progress=False) == out and (out / "blob").read_bytes() == b"changed"
+    before = (out / "blob").stat().st_mtime_ns
+    assert m.ensure(progress=False) == out and (out / "blob").stat().st_mtime_ns == before  # assembled once
+    (out / "blob").write_bytes(b"changed")  # a changed cached file is found and assembled again
+    assert not m.is_ready() and m.ensure(progress=False) == out and (out / "blob").read_bytes() == b"".join(chunks)
 
 
 def test_checksum_mismatch_is_model_not_loaded_and_leaves_nothing(tmp_path, monkeypatch):

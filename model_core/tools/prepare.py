@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     opts = parser.parse_args(argv)
     try:
-        print(f"whisper base: {WHISPER_BASE.ensure()} (sha256 verified)")
+        print(f"whisper base: {WHISPER_BASE.ensure(verify=True)} (sha256 verified)")
         from ..speech.vad import SileroVad, silero_model_path
 
         SileroVad()
         print(f"silero vad:   {silero_model_path()} (sha256 verified)")
         if importlib.util.find_spec(QWEN_CODER_GGUF.parts[-1][0]) is not None:
-            print(f"translator:   {QWEN_CODER_GGUF.ensure() / QWEN_CODER_GGUF.target} (sha256 verified)")
+            print(f"translator:   {QWEN_CODER_GGUF.ensure(verify=True) / QWEN_CODER_GGUF.target} (sha256 verified)")
             if opts.mlx or platform.system() == "Darwin":
                 from .gguf_convert import convert_packaged_translator
 
