@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from .model import Model, ModelArgs
 DEFAULT_MODEL = "FunAudioLLM/Fun-ASR-Nano-2512"
 QWEN_DIR = "Qwen3-0.6B"
 DOWNLOAD_PATTERNS = ["model.pt", "model.safetensors", "config.yaml", "config.json", f"{QWEN_DIR}/*"]
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")  # owner/name, as the hub allows
 
 
 def resolve_model_dir(path_or_id: str | os.PathLike, allow_download: bool = True) -> Path:
@@ -32,7 +35,7 @@ def resolve_model_dir(path_or_id: str | os.PathLike, allow_download: bool = True
             raise ModelNotLoaded(f"{local} is not a model directory")
         return local
     repo_id = str(path_or_id)
-    if repo_id.count("/") != 1:
+    if not HUB_ID.fullmatch(repo_id) or ".." in repo_id:  # nothing else reaches the hub's cache paths
         raise ModelNotLoaded(f"no model directory at {local} (and {repo_id!r} is not a Hugging Face model id)")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -75,7 +78,10 @@ def read_weights(model_dir: Path) -> dict[str, mx.array]:
     if safetensors:
         weights: dict[str, mx.array] = {}
         for path in safetensors:
-            loaded = mx.load(str(path))
+            try:
+                loaded = mx.load(str(path))
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ModelNotLoaded(f"{path} is not a readable safetensors file: {exc}") from exc
             assert isinstance(loaded, dict), path  # .safetensors files load as a name -> array dict
             weights.update(loaded)
         return weights
@@ -93,7 +99,15 @@ def read_torch_checkpoint(path: Path) -> dict[str, mx.array]:
         raise ModelNotLoaded(
             f"{path.name} is a PyTorch file: install torch, or convert it once with `dfn-funasr-convert`"
         ) from exc
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:  # e.g. pickled code
+        raise ModelNotLoaded(
+            f"{path.name} is not a plain tensor checkpoint (only weights are loaded, never pickled objects): "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ModelNotLoaded(f"{path.name} holds a {type(obj).__name__}, not a state dict")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
