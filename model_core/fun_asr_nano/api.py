@@ -25,7 +25,7 @@ from .cache import PromptCache
 from .frontend import extract_features
 from .generate import Generation, GenerationConfig, generate, generate_batch
 from .loading import DEFAULT_MODEL, load_model, load_tokenizer
-from .lora import Adapter, fuse_adapter, load_adapter
+from .lora import Adapter, fuse_adapter, has_adapter, load_adapter
 from .model import Model
 from .prompts import TaskMode, chat_prompt, clean_response, user_prompt
 
@@ -90,7 +90,7 @@ class FunAsrNano:
         if found is not None and fuse:
             fuse_adapter(model.llm)
         asr = cls(model, load_tokenizer(model_dir), model_dir, backend)  # backends chosen on the final weights
-        asr.adapter, asr.fused = found, fuse and found is not None
+        asr.adapter, asr.fused = found, found is not None and not has_adapter(model.llm)
         asr.can_translate = found is not None and found.task == "translate"
         return asr
 

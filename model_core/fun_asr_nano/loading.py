@@ -19,7 +19,7 @@ import yaml
 
 from ..common.errors import ModelNotLoaded
 from ..common.settings import default_dtype
-from .lora import attach_official_adapter, pop_official_lora
+from .lora import Adapter, LoraConfig, attach_official_adapter, pop_official_lora
 from .model import Model, ModelArgs
 
 DEFAULT_MODEL = "FunAudioLLM/Fun-ASR-Nano-2512"
@@ -160,6 +160,8 @@ def load_model(
     llm_conf = model_conf.get("llm_conf") or {}
     if llm_conf.get("use_lora") or lora_weights:
         model.adapter = attach_official_adapter(model.llm, llm_conf, lora_weights, str(model_dir))
+    elif isinstance(fused := model_conf.get("fused_adapter"), dict):  # dfn-lora fuse output: already in the weights
+        model.adapter = Adapter(LoraConfig.from_adapter_config(fused), str(fused.get("task", "transcribe")))
     mx.eval(model.parameters())
     model.eval()
     return model, model_dir

@@ -1,5 +1,7 @@
 """dfn-funasr-convert: a Fun-ASR-Nano checkpoint (official model.pt, mlx-community, or a model id) -> an MLX
-folder (model.safetensors + config.json + Qwen3-0.6B/) in fp32, bf16, or with a 4/8-bit quantized LLM.
+folder (model.safetensors + config.json + Qwen3-0.6B/) in fp32, bf16, or with a 4/8-bit quantized LLM. A LoRA
+adapter (`--fuse-adapter`, or the one an official use_lora checkpoint holds) is folded into the LLM's weights
+(W' = W + (alpha/r)·B·A), so the output is a standalone checkpoint.
 
 Conversion is separate from the runtime (mlx-examples whisper's convert.py): the runtime never needs torch once a
 checkpoint is converted.
@@ -20,6 +22,7 @@ from mlx.utils import tree_flatten
 from ..common.blas import ensure_fast_blas
 from ..common.errors import ModelNotLoaded
 from ..fun_asr_nano.loading import DEFAULT_MODEL, QWEN_DIR, load_model, read_configs
+from ..fun_asr_nano.lora import fuse_adapter, load_adapter
 from ..fun_asr_nano.model import Model
 
 DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
@@ -32,10 +35,19 @@ def quantize_llm(model: Model, bits: int, group_size: int = 64) -> None:
     nn.quantize(model.llm, group_size=group_size, bits=bits)
 
 
-def convert(source: str, out_dir: Path, dtype: str = "fp32", quantize_bits: int | None = None) -> Path:
+def convert(
+    source: str, out_dir: Path, dtype: str = "fp32", quantize_bits: int | None = None, adapter: Path | None = None
+) -> Path:
     if dtype == "fp16":
         print("warning: the adaptor output reaches ~1.2e3 and overflows fp16 in places; prefer fp32 or bf16")
     model, model_dir = load_model(source, DTYPES[dtype])
+    if adapter is not None:
+        if model.adapter is not None:
+            raise ModelNotLoaded(
+                f"{source} already holds a LoRA adapter (use_lora); it is fused without --fuse-adapter"
+            )
+        model.adapter = load_adapter(model.llm, adapter)
+    fuse_adapter(model.llm)  # a standalone checkpoint: no LoRA layers left
     model_conf, qwen_conf = read_configs(model_dir)
     config = {
         "model_type": "fun_asr_nano",
@@ -47,6 +59,11 @@ def convert(source: str, out_dir: Path, dtype: str = "fp32", quantize_bits: int 
         "converted_from": str(source),
         "dtype": dtype,
     }
+    if model.adapter is not None:
+        config["fused_adapter"] = {
+            "task": model.adapter.task,
+            "lora_parameters": model.adapter.config.lora_parameters(),
+        }
     if quantize_bits:
         quantize_llm(model, quantize_bits)
         config["quantization"] = {"bits": quantize_bits, "group_size": 64, "modules": ["llm"]}
@@ -66,9 +83,10 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path, help="folder to write")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--quantize", type=int, choices=[4, 8], default=None, help="quantize the LLM to 4 or 8 bits")
+    parser.add_argument("--fuse-adapter", type=Path, default=None, help="an adapter folder to fold into the LLM")
     args = parser.parse_args()
     try:
-        out = convert(args.source, args.out_dir, args.dtype, args.quantize)
+        out = convert(args.source, args.out_dir, args.dtype, args.quantize, args.fuse_adapter)
     except ModelNotLoaded as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {out}")
