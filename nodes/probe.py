@@ -1,27 +1,28 @@
 """probe: a sink that records every text/error it receives, per segment, with latencies.
 
 Any number of inputs (name them as you like); a message whose metadata has `code` is an error, anything else is
-text. Each message becomes one JSON line in DFN_PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
-received_at, latency_s = received_at - captured_at. Final texts are printed as they arrive; when the inputs close
-a summary (counts, errors by code, latency and real-time-factor median/p95, segments with more than one
-final) is printed and written next to the JSONL file as <name>.summary.json.
+text. Each message becomes one JSON line appended to DFN_PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
+received_at, latency_s = received_at - captured_at, dataflow_id; an upstream node's restart is a line of kind
+`restart` (fin=false). Final texts are printed as they arrive; when the inputs close a summary (counts, errors by
+code, latency and real-time-factor median/p95, segments with more than one final, restarts) is printed and written
+next to the JSONL file as <name>.summary.json. A restarted probe reads its dataflow's lines back, so the summary
+spans restarts; a file it cannot write (read-only folder, disk full) is an OutputFailed line on stderr, and the
+probe goes on (model_core/common/results.py).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
+from dora_funasr_nano.model_core.common.results import ResultsFile, summarize
 from dora_funasr_nano.model_core.common.text import strip_controls
 
 from .config import load_config
 from .contract import Key, now, read_error, read_text
-from .events import input_events
+from .events import FAILED, RESTARTED, input_events
 
 OWN_FIELDS = ("input", "received_at", "kind", "text", "latency_s")
 
@@ -37,17 +38,18 @@ class ProbeConfig:
     quiet: bool = False  # do not print each final text
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
 class Probe:
-    def __init__(self, cfg: ProbeConfig) -> None:
+    def __init__(self, cfg: ProbeConfig, dataflow_id: str = "", restarted: bool = False) -> None:
         self.cfg = cfg
         self.path = Path(cfg.output)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self.records: list[dict[str, Any]] = []
+        self.file = ResultsFile(self.path, dataflow_id, restarted)
+        self.records: list[dict[str, Any]] = self.file.earlier
+
+    def on_restart(self, node_id: str) -> None:
+        rec = {"input": "", "kind": "restart", "node": node_id, "fin": False, "received_at": now()}
+        self.file.write(rec)
+        self.records.append(rec)
+        print(f"[probe] {node_id} restarted", flush=True)
 
     def on_message(self, input_id: str, value: Any, metadata: dict[str, Any]) -> dict[str, Any]:
         received = now()
@@ -67,8 +69,7 @@ class Probe:
         captured = metadata.get(Key.CAPTURED_AT)
         if isinstance(captured, int | float) and captured > 0:
             rec["latency_s"] = round(received - float(captured), 4)
-        self.file.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self.file.flush()
+        self.file.write(rec)
         self.records.append(rec)
         if not self.cfg.quiet and rec.get(Key.FIN, True):
             self._print(rec)
@@ -88,40 +89,11 @@ class Probe:
         print(strip_controls(line), flush=True)  # received text cannot drive the terminal (ANSI escapes)
 
     def summary(self) -> dict[str, Any]:
-        finals = [r for r in self.records if r.get(Key.FIN, True)]
-        per_segment: dict[tuple, int] = {}
-        for r in finals:
-            if isinstance(r.get(Key.SEGMENT_ID), int):  # stream errors (source, vad input) carry none
-                key = (r.get(Key.SESSION_ID), r[Key.SEGMENT_ID])
-                per_segment[key] = per_segment.get(key, 0) + 1
-        latencies = [r["latency_s"] for r in finals if r["kind"] == "text" and "latency_s" in r]
-        rtfs = [r[Key.RTF] for r in finals if r["kind"] == "text" and Key.RTF in r]
-        errors: dict[str, int] = {}
-        for r in finals:
-            if r["kind"] == "error":
-                errors[r.get(Key.CODE, "?")] = errors.get(r.get(Key.CODE, "?"), 0) + 1
-        return {
-            "messages": len(self.records),
-            "segments": len(per_segment),
-            "final_texts": sum(r["kind"] == "text" for r in finals),
-            "errors": errors,
-            "segments_with_several_finals": [list(k) for k, n in per_segment.items() if n > 1],
-            # ids are 0..n-1 per session: a hole is a segment that left the graph with neither text nor error
-            "segments_missing": [[s, i] for s in {k[0] for k in per_segment} for i in range(
-                1 + max(k[1] for k in per_segment if k[0] == s)) if (s, i) not in per_segment],  # fmt: skip
-            "latency_s": {
-                "median": percentile(latencies, 50),
-                "p95": percentile(latencies, 95),
-                "max": max(latencies) if latencies else None,
-            },
-            "rtf": {"median": percentile(rtfs, 50), "p95": percentile(rtfs, 95)},  # model time / audio time
-            "output": str(self.path),
-        }
+        return {**summarize(self.records), "output_failures": self.file.failures, "output": str(self.path)}
 
     def close(self) -> dict[str, Any]:
-        self.file.close()
         summary = self.summary()
-        self.path.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.file.close(summary)
         lat = summary["latency_s"]
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}s"  # noqa: E731
         print(
@@ -138,9 +110,14 @@ class Probe:
 
 
 def run(node: Any, cfg: ProbeConfig) -> dict[str, Any]:
-    probe = Probe(cfg)
-    for input_id, value, metadata in input_events(node):
-        probe.on_message(input_id, value, metadata)
+    probe = Probe(cfg, str(node.dataflow_id() or ""), node.restart_count() > 0)
+    if node.restart_count():  # what was sent to the probe while it restarted is lost: summary lists the holes
+        probe.on_restart("probe")
+    for input_id, value, metadata in input_events(node, restarts=True):
+        if metadata is RESTARTED:
+            probe.on_restart(input_id)
+        elif metadata is not FAILED:
+            probe.on_message(input_id, value, metadata)
     return probe.close()
 
 

@@ -28,7 +28,7 @@ from dora_funasr_nano.model_core.common.sequence import GapDetector
 from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, check_segment
 
 from .contract import Key, Port, error_message, read_audio, segment_ids, send_ready, text_message
-from .events import input_events
+from .events import beating, input_events
 
 
 @dataclass
@@ -63,9 +63,11 @@ class SpeechToTextNode:
         self.min_segment_s, self.max_segment_s = min_segment_s, max_segment_s
         self.load_error: FunAsrNanoError | None = None
         self.gaps = GapDetector()  # segment ids per session
+        self.answered: set[tuple[str, Any]] = set()  # (session, segment) answered here: a `redo` copy is skipped
         self.recognizer = Recognizer(self._unavailable)
         try:
-            self.recognizer = load()
+            with beating(node):
+                self.recognizer = load()
         except FunAsrNanoError as exc:
             self.load_error = exc
         except Exception as exc:  # a broken model folder must not crash the graph either
@@ -84,7 +86,13 @@ class SpeechToTextNode:
             self.node.send_output(Port.ERROR, *error_message(error, **{Key.SESSION_ID: session, Key.SEGMENT_ID: lost}))
 
     def on_segment(self, value: Any, metadata: dict[str, Any]) -> None:
-        self.report_lost(metadata)
+        key = (str(metadata.get(Key.SESSION_ID, "")), metadata.get(Key.SEGMENT_ID))
+        if metadata.get(Key.REDO):  # sent again after a restart: no gap, and at most one answer
+            if key in self.answered:
+                return
+        else:
+            self.report_lost(metadata)
+        self.answered.add(key)
         ids = {**segment_ids(metadata), **self.recognizer.metadata}
         t0 = time.perf_counter()
         partials = 0

@@ -2,7 +2,8 @@
 (chunks, any rate). Outputs `segment` (16 kHz float32 speech with session_id, segment_id, start_s, end_s,
 captured_at = wall clock of its last sample), `error` (AudioDropped for a gap in the chunks' `seq`) and `ack`
 (chunks processed up to `seq`: the source's flow control; held while DFN_VAD_MAX_SEGMENTS_IN_FLIGHT segments have
-no final on the `done*` inputs, the asr's text and error). An eos chunk flushes its session's trailing speech."""
+no final on the `done*` inputs, the asr's text and error). An eos chunk flushes its session's trailing speech. When
+the asr restarts, its segments without a final are sent again on its next `ready` (nodes/redo.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinit
 from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
 
 from .config import load_config
-from .contract import Key, Port, ack_message, audio_message, error_message, read_audio
-from .events import CLOSED, input_events
+from .contract import Key, Port, error_message, read_audio
+from .events import CLOSED, FAILED, RESTARTED, input_events
+from .redo import SegmentRedo
 
 
 @dataclass
@@ -42,7 +44,8 @@ class VadNode:
     def __init__(self, node: Any, cfg: VadConfig) -> None:
         self.node, self.cfg = node, cfg
         self.sessions: dict[str, _Session] = {}
-        self.gaps, self.gate, self.acking = GapDetector(), AckGate(cfg.max_segments_in_flight), True
+        self.gaps, self.gate = GapDetector(), AckGate(cfg.max_segments_in_flight)
+        self.redo = SegmentRedo(node, self.gate, SAMPLE_RATE, enabled=cfg.max_segments_in_flight > 0)
         self.failed: set[str] = set()  # streams whose VAD model could not load (reported once)
 
     def _session(self, session_id: str) -> _Session:
@@ -80,19 +83,11 @@ class VadNode:
             self.flush(session_id)
             self.gaps.forget(session_id)
         if isinstance(seq, int):
-            self._ack(self.gate.received(session_id, seq))
+            self.redo.ack(self.gate.received(session_id, seq))
 
     def on_done(self, metadata: dict[str, Any]) -> None:  # a segment has its final downstream
-        if metadata.get(Key.FIN, True) and Key.SEGMENT_ID in metadata:
-            self._ack(self.gate.finished(str(metadata.get(Key.SESSION_ID, "default"))))
-
-    def _ack(self, acks: list[tuple[str, int]]) -> None:
-        for session_id, seq in acks if self.acking else ():
-            try:
-                self.node.send_output(Port.ACK, *ack_message(session_id, seq))
-            except Exception as exc:  # noqa: BLE001 - a graph without the `ack` output (live mic) needs none
-                self.acking = False
-                print(f"[vad] not sending acks: {exc}", file=sys.stderr)
+        if metadata.get(Key.FIN, True) and isinstance(segment_id := metadata.get(Key.SEGMENT_ID), int):
+            self.redo.done(str(metadata.get(Key.SESSION_ID, "default")), segment_id)
 
     def flush(self, session_id: str) -> None:
         state = self.sessions.pop(session_id, None)
@@ -103,10 +98,6 @@ class VadNode:
         bursts = state.segmenter.noise_bursts
         print(f"[vad] session {session_id}: {state.next_id} segments, {bursts} noise bursts", file=sys.stderr)
 
-    def flush_all(self) -> None:
-        for session_id in list(self.sessions):
-            self.flush(session_id)
-
     def _emit(self, session_id: str, state: _Session, seg: Segment) -> None:
         end_sample = seg.start_sample + seg.samples.size
         # the segment's last sample was captured this long before the newest received one
@@ -116,25 +107,32 @@ class VadNode:
             Key.END_S: round(seg.end_s, 4), Key.CAPTURED_AT: captured_at, Key.FORCED_SPLIT: seg.forced_split,
             Key.SPEECH_FRAMES: seg.speech_frames, Key.NONFINITE_SAMPLES: count_nonfinite(seg.samples),
         }  # fmt: skip
-        self.node.send_output(Port.SEGMENT, *audio_message(seg.samples, SAMPLE_RATE, **meta))
-        self.gate.started(session_id)
         state.next_id += 1
+        self.redo.send(session_id, state.next_id - 1, seg.samples, meta)
 
 
 def run(node: Any, cfg: VadConfig) -> VadNode:
     vad = VadNode(node, cfg)
-    audio_closed = False
-    for input_id, value, metadata in input_events(node, closes=True):
+    closed: set[str] = set()
+    for input_id, value, metadata in input_events(node, closes=True, restarts=True):
         if metadata is CLOSED:
-            audio_closed = audio_closed or input_id == Port.AUDIO
+            closed.add(Port.DONE if input_id.startswith(Port.DONE) else input_id)
+        elif metadata is RESTARTED:
+            vad.redo.restarted(input_id)
+        elif metadata is FAILED and any(str(i).startswith(Port.DONE) for i in value.get("affected_input_ids", [])):
+            vad.redo.give_up()
         elif input_id == Port.AUDIO:
             vad.on_audio(value, metadata)
+        elif input_id == Port.READY:  # the asr (re)started: segments it lost go again
+            vad.redo.ready()
         elif input_id.startswith(Port.DONE):
             vad.on_done(metadata)
-        # dora may close an input before its queued messages are delivered: done once every stream has its eos
-        if audio_closed and not vad.sessions:
+        # dora may close an input before its queued messages arrive: done when every stream had its eos (and its finals)
+        if Port.AUDIO in closed and not vad.sessions and (Port.DONE in closed or not vad.redo.redo.open):
             break
-    vad.flush_all()
+    for session_id in list(vad.sessions):
+        vad.flush(session_id)
+    vad.redo.give_up()  # segments still without a final: the asr is gone
     return vad
 
 

@@ -4,6 +4,10 @@ which messages never arrived (dora drops the oldest messages of a full queue wit
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
 
 class GapDetector:
     """The next number expected on each stream. `observe` returns the numbers skipped before this one."""
@@ -62,3 +66,37 @@ class AckGate:
         if stream in self.held and self._open(stream):
             return [(stream, self.held.pop(stream))]
         return []
+
+
+class Redo(Generic[T]):
+    """Outputs sent downstream that have no final yet, kept so that they can be sent again when the node that
+    holds them restarts: dora loses whatever a killed node had received and not finished, and whatever is sent to
+    it while it restarts. An output that was sent `max_attempts` times without a final is given up (a message
+    that crashes its consumer every time must not restart it forever)."""
+
+    def __init__(self, max_attempts: int = 3) -> None:
+        self.max_attempts = max_attempts
+        self.open: dict[tuple[str, int], tuple[T, int]] = {}  # (stream, number) -> (payload, times sent)
+        self.lost = False  # the consumer restarted: every open output is lost until it is sent again
+
+    def sent(self, stream: str, number: int, payload: T) -> None:
+        attempts = self.open[(stream, number)][1] if (stream, number) in self.open else 0
+        self.open[(stream, number)] = (payload, attempts + 1)
+
+    def finished(self, stream: str, number: int) -> bool:
+        """A final arrived: False if the output was not open (untracked, or a second final)."""
+        return self.open.pop((stream, number), None) is not None
+
+    def restarted(self) -> None:
+        self.lost = True
+
+    def take_lost(self) -> tuple[list[tuple[str, int, T, int]], list[tuple[str, int]]]:
+        """Once the consumer is back: (to send again: stream, number, payload, times sent so far), (to give up)."""
+        if not self.lost:
+            return [], []
+        self.lost = False
+        again = [(s, n, p, a) for (s, n), (p, a) in sorted(self.open.items()) if a < self.max_attempts]
+        given_up = [(s, n) for (s, n), (_, a) in sorted(self.open.items()) if a >= self.max_attempts]
+        for key in given_up:
+            del self.open[key]
+        return again, given_up
