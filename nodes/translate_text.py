@@ -45,6 +45,7 @@ class TranslateTextConfig(SegmentOptions):
     threads: int = 0  # llama.cpp CPU threads; 0 = half the cores, the rest stay with the ASR node
     max_tokens: int = 256
     temperature: float = 0.0
+    lora: str = ""  # "" | trained (dfn-train-translator's adapter) | a llama.cpp adapter .gguf / mlx-lm adapter folder
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,7 +67,7 @@ def translate_threads(cfg: TranslateTextConfig) -> int:
 def load_translator(cfg: TranslateTextConfig) -> Translator:
     return load_local_translator(
         cfg.model, cfg.engine, cfg.max_tokens, cfg.temperature,
-        timeout_s=cfg.timeout_s or None, n_threads=translate_threads(cfg),
+        timeout_s=cfg.timeout_s or None, n_threads=translate_threads(cfg), lora=cfg.lora,
     )  # fmt: skip
 
 

@@ -45,22 +45,29 @@ class LlamaCppTranslator:
         n_threads: int | None = None,
         n_ctx: int = 2048,
         timeout_s: float | None = None,
+        lora_path: str | Path | None = None,
     ) -> None:
+        """lora_path: a llama.cpp LoRA adapter GGUF (e.g. `dfn-train-translator`'s) applied on top, unfused."""
         if not llama_cpp_available():
             raise ModelNotLoaded(f"llama.cpp is not installed; {INSTALL_HINT}")
         from llama_cpp import Llama
 
+        if lora_path is not None and not Path(lora_path).is_file():
+            raise ModelNotLoaded(f"no LoRA adapter file at {lora_path}")
         try:
             self.llm = Llama(
-                model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or default_threads(), verbose=False
-            )
+                model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or default_threads(), verbose=False,
+                lora_path=str(lora_path) if lora_path is not None else None,
+            )  # fmt: skip
         except Exception as exc:  # llama-cpp raises ValueError for unreadable files
             raise ModelNotLoaded(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from exc
         self.name = str(model_path)
+        self.lora = str(lora_path) if lora_path is not None else None
         self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
 
     def __repr__(self) -> str:
-        return f"LlamaCppTranslator(model={Path(self.name).name!r})"
+        lora = f", lora={Path(self.lora).name!r}" if self.lora else ""
+        return f"LlamaCppTranslator(model={Path(self.name).name!r}{lora})"
 
     def translate(
         self,

@@ -14,12 +14,17 @@ from pathlib import Path
 
 from ..common.assets import QWEN_CODER_GGUF
 from ..common.errors import ModelNotLoaded
+from ..common.settings import cache_root
 from .base import Translator
 
 ENGINES = ("auto", "llama-cpp", "mlx")
 PACKAGED = "packaged"
 PACKAGED_MLX_DIR = "qwen2.5-coder-0.5b-instruct-mlx"
 CONVERT_HINT = "convert it once with `dfn-prepare-models --mlx` (or use DFN_TRANSLATE_ENGINE=llama-cpp)"
+TRAINED = "trained"  # the LoRA adapter `dfn-train-translator` writes into the cache dir
+TRAINED_LORA_DIR = "translator-lora"
+LORA_GGUF = "adapter.gguf"  # llama.cpp's file inside an adapter folder (mlx-lm's are adapters.safetensors + config)
+TRAIN_HINT = 'train it with `dfn-train-translator` (README, "Translation")'
 
 
 def packaged_translator_gguf(progress: bool = True) -> Path:
@@ -36,6 +41,26 @@ def packaged_translator_converted() -> bool:
     """Is the mlx-lm folder there, converted from the GGUF we ship now?"""
     marker = packaged_translator_dir() / ".source-sha256"
     return marker.is_file() and marker.read_text().strip() == QWEN_CODER_GGUF.sha256
+
+
+def trained_lora_dir() -> Path:
+    """Where `dfn-train-translator` writes its adapter (both formats) by default."""
+    return cache_root() / TRAINED_LORA_DIR
+
+
+def resolve_lora(lora: str, engine: str) -> str | None:
+    """The adapter to load for an engine: "" -> none; "trained" -> the cache dir's adapter; a folder -> its
+    adapter.gguf for llama.cpp (the folder itself for MLX); a file -> as is. Raises ModelNotLoaded if missing."""
+    if not lora:
+        return None
+    path = trained_lora_dir() if lora == TRAINED else Path(lora).expanduser()
+    if engine == "llama-cpp" and path.is_dir():
+        path = path / LORA_GGUF
+    wanted = path.is_file() if engine == "llama-cpp" else (path / "adapters.safetensors").is_file()
+    if not wanted:
+        hint = TRAIN_HINT if lora == TRAINED else "give a llama.cpp adapter .gguf or an mlx-lm adapter folder"
+        raise ModelNotLoaded(f"no LoRA adapter for {engine} at {path}; {hint}")
+    return str(path)
 
 
 def choose_engine(model: str = PACKAGED, engine: str = "auto") -> str:
@@ -60,18 +85,23 @@ def load_local_translator(
     temperature: float = 0.0,
     timeout_s: float | None = None,
     n_threads: int | None = None,
+    lora: str = "",
 ) -> Translator:
     """A LlamaCppTranslator or MlxTranslator; raises ModelNotLoaded when the model is missing (for MLX and the
-    packaged model: when it has not been converted yet). n_threads: llama.cpp's CPU threads (None: all cores)."""
-    if choose_engine(model, engine) == "llama-cpp":
+    packaged model: when it has not been converted yet). n_threads: llama.cpp's CPU threads (None: all cores).
+    lora: a LoRA adapter on top (`resolve_lora`: "", "trained", a .gguf file or an adapter folder)."""
+    chosen = choose_engine(model, engine)
+    adapter = resolve_lora(lora, chosen)
+    if chosen == "llama-cpp":
         from .llama_cpp import LlamaCppTranslator
 
         path = packaged_translator_gguf() if model == PACKAGED else model
-        return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s)
+        return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s,
+                                  lora_path=adapter)  # fmt: skip
     from .mlx import MlxTranslator
 
     if model == PACKAGED:
         if not packaged_translator_converted():
             raise ModelNotLoaded(f"the packaged translator has no mlx-lm folder yet; {CONVERT_HINT}")
         model = str(packaged_translator_dir())
-    return MlxTranslator(model, max_output_tokens, temperature, timeout_s=timeout_s)
+    return MlxTranslator(model, max_output_tokens, temperature, timeout_s=timeout_s, adapter_path=adapter)

@@ -22,15 +22,21 @@ class MlxTranslator:
     """An mlx-lm model run in-process (the macOS default engine; fp32 on Linux CPU)."""
 
     def __init__(
-        self, model: str, max_output_tokens: int = 256, temperature: float = 0.0, timeout_s: float | None = None
+        self,
+        model: str,
+        max_output_tokens: int = 256,
+        temperature: float = 0.0,
+        timeout_s: float | None = None,
+        adapter_path: str | None = None,
     ) -> None:
+        """adapter_path: an mlx-lm LoRA adapter folder (e.g. `dfn-train-translator`'s), applied unfused."""
         from mlx_lm import load
 
         try:
-            self.model, self.tokenizer = load(model)[:2]
+            self.model, self.tokenizer = load(model, adapter_path=adapter_path)[:2]
         except Exception as exc:  # mlx-lm raises FileNotFoundError, ValueError, hub errors...
             raise ModelNotLoaded(f"cannot load the translation model {model!r}: {type(exc).__name__}: {exc}") from exc
-        self.name = model
+        self.name, self.adapter_path = model, adapter_path
         self._cast_for_platform()
         self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
         self._prefix: dict[tuple[str, int], tuple[list[int], list]] = {}  # shared prompt prefix: tokens, KV state
@@ -41,7 +47,6 @@ class MlxTranslator:
         import mlx.core as mx
         from mlx.utils import tree_map
 
-
         dtype = default_dtype()
         if dtype == mx.float32 and not any("scales" in k for k in dict(tree_flatten(self.model.parameters()))):
             self.model.update(tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
@@ -49,7 +54,8 @@ class MlxTranslator:
             mx.eval(self.model.parameters())
 
     def __repr__(self) -> str:
-        return f"MlxTranslator(model={self.name!r}, openblas={openblas_loaded()})"
+        adapter = f", adapter={self.adapter_path!r}" if self.adapter_path else ""
+        return f"MlxTranslator(model={self.name!r}{adapter}, openblas={openblas_loaded()})"
 
     def translate(
         self,

@@ -77,11 +77,11 @@ def cmd_translate(opts: argparse.Namespace) -> None:
         manifest = [{**row, "zh": heard.get(row["id"], "")} for row in manifest if row["id"] in heard]
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"model": opts.model, "sentences": len(manifest), "engines": {}}
+    report: dict[str, Any] = {"model": opts.model, "lora": opts.lora, "sentences": len(manifest), "engines": {}}
     for engine in opts.engines:
         with contextlib.ExitStack() as stack:
             t0 = time.perf_counter()
-            translator = open_translator(engine, opts.model, stack)
+            translator = open_translator(engine, opts.model, stack, opts.lora)
             load_s = time.perf_counter() - t0
             translator.translate("你好。")  # warm-up, not scored
             rows = run_translator(manifest, lambda zh: translator.translate(zh).text)  # noqa: B023
@@ -89,7 +89,7 @@ def cmd_translate(opts: argparse.Namespace) -> None:
         result = score(manifest, rows, "translate", opts.by)
         result["load_s"] = load_s
         report["engines"][engine] = result
-        print(f"\n{engine} ({opts.model}), load {load_s:.1f} s")
+        print(f"\n{engine} ({opts.model}{', lora ' + opts.lora if opts.lora else ''}), load {load_s:.1f} s")
         print(format_table(result))
     write_json(report, out_dir / "translate-scores.json")
     print(f"\n-> {out_dir}")
@@ -116,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--manifest", required=True)
     p.add_argument("--engines", nargs="+", choices=TRANSLATE_ENGINES, default=list(TRANSLATE_ENGINES))
     p.add_argument("--model", default="packaged", help="packaged (default), a .gguf file, or an mlx-lm folder/id")
+    p.add_argument("--lora", default="", help="LoRA adapter: 'trained' (dfn-train-translator's), a file or folder")
     p.add_argument("--source-hyp", metavar="JSONL", help="translate these transcripts (id, hyp) instead of `zh`")
     p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")
     p.add_argument("--stride", type=int, default=1, help="every Nth sentence (a sample across all levels)")
