@@ -93,3 +93,28 @@ def test_probe_on_a_full_disk_reports_output_failed_and_the_graph_goes_on(tmp_pa
     log = run.end()
     assert "OutputFailed: cannot write /dev/full" in log
     assert "[probe] summary: 3 segments, 3 texts" in log, log[-3000:]  # printed all the same
+
+
+def test_fallback_graph_through_a_failing_llm_gives_one_result_per_segment_and_recovers(tmp_path, bundled_sample, llm):
+    """An outage of minutes, in seconds: the local model cannot load (every segment goes to the fallback), and the
+    server answers 429, 500, drops the connection, sends garbage and is slower than the read timeout before it
+    recovers; with a 2-failure breaker and a 1 s cooldown, every segment still ends as one text or one typed error,
+    and the segments after the outage are translated."""
+    speech, rate = sf.read(bundled_sample, dtype="float32")
+    pause = np.zeros(int(1.5 * rate), np.float32)
+    path = tmp_path / "four_times.wav"
+    sf.write(path, np.concatenate([speech, pause] * 4), rate)  # 2 segments each
+    server = llm("429", "500", "drop", "malformed", "slow", "ok")
+    run = DoraRun(
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_SOURCE_FILE=str(path),
+        DFN_TRANSLATE_MODEL=str(tmp_path / "missing.gguf"), DFN_LLM_BASE_URL=server.url, DFN_LLM_MAX_RETRIES="0",
+        DFN_LLM_READ_TIMEOUT_S="0.3", DFN_LLM_BREAKER_FAILURES="2", DFN_LLM_BREAKER_COOLDOWN_S="1",
+    )  # fmt: skip
+    records, log = run.finish(timeout=400)
+    results = [r for _, r in sorted(finals(records).items())]
+    assert len(results) == 8, log[-3000:]
+    kinds = [r["kind"] for r in results]
+    first_text = kinds.index("text")
+    assert "error" in kinds[:first_text] and set(kinds[first_text:]) == {"text"}, kinds  # it recovered, for good
+    assert {r["code"] for r in results if r["kind"] == "error"} <= {"TranslationFailed", "ServiceUnavailable"}
+    assert all(r["translator"] == "remote" and r["text"] == "Hello, world." for r in results[first_text:])
