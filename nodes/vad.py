@@ -132,7 +132,8 @@ def run(node: Any, cfg: VadConfig) -> VadNode:
             break
     for session_id in list(vad.sessions):
         vad.flush(session_id)
-    vad.redo.give_up()  # segments still without a final: the asr is gone
+    vad.redo.acking = False  # the stream is over: segments still without a final (the asr is gone) are reported
+    vad.redo.give_up()
     return vad
 
 

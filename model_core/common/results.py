@@ -32,8 +32,17 @@ class ResultsFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if self._torn():  # a probe killed mid-line: the next record starts on a line of its own
+                self.file.write("\n")
         except OSError as exc:
             self.failed(exc)
+
+    def _torn(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                return f.seek(0, 2) > 0 and f.seek(-1, 2) >= 0 and f.read(1) != b"\n"
+        except OSError:  # a device such as /dev/full cannot seek: nothing to mend
+            return False
 
     def _earlier(self) -> list[Record]:
         """This run's records from before a restart (a torn last line is skipped)."""
