@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __doc__ as OVERVIEW
+from .data import parse_mix
+from .trainer import TrainConfig
 
 HINT = "the training tools need the `train` extra: pip install 'dora-funasr-nano[train]'"
 
@@ -54,22 +56,9 @@ def build_data(opts: argparse.Namespace) -> int:
     return 0
 
 
-def train(opts: argparse.Namespace) -> int:
-    import mlx.core as mx
-    from tqdm import tqdm
-
-    from ...fun_asr_nano.api import FunAsrNano
-    from .data import parse_mix, read_rows, split_heldout
-    from .features import FeatureCache
-    from .plot import plot_curves
-    from .trainer import TrainConfig, Trainer, latest_checkpoint
-
-    rows = [e for path in opts.data for e in read_rows(path)]
-    if opts.val:
-        train_rows, val_rows = rows, [e for path in opts.val for e in read_rows(path)]
-    else:
-        train_rows, val_rows = split_heldout(rows, opts.val_fraction, opts.seed)
-    config = TrainConfig(
+def train_config(opts: argparse.Namespace) -> TrainConfig:
+    """The `train` flags as a TrainConfig (None: the preset's value)."""
+    return TrainConfig(
         preset=opts.preset, rank=opts.rank, alpha=opts.alpha, dropout=opts.dropout,
         keys=tuple(opts.keys) if opts.keys else None, learning_rate=opts.learning_rate, epochs=opts.epochs,
         steps=opts.steps, batch_size=opts.batch_size, grad_accumulation=opts.grad_accumulation,
@@ -77,8 +66,29 @@ def train(opts: argparse.Namespace) -> int:
         mix=parse_mix(opts.mix), seed=opts.seed, eval_every=opts.eval_every, save_every=opts.save_every,
         val_decode_rows=opts.val_decode_rows, max_new_tokens=opts.max_new_tokens, task=opts.task,
     )  # fmt: skip
+
+
+def train(opts: argparse.Namespace) -> int:
+    import mlx.core as mx
+    from tqdm import tqdm
+
+    from ...fun_asr_nano.api import FunAsrNano
+    from ...fun_asr_nano.lora import apply_adapter
+    from .data import read_rows, split_heldout
+    from .features import FeatureCache
+    from .plot import plot_curves
+    from .trainer import Trainer, latest_checkpoint
+
+    rows = [e for path in opts.data for e in read_rows(path)]
+    if opts.val:
+        train_rows, val_rows = rows, [e for path in opts.val for e in read_rows(path)]
+    else:
+        train_rows, val_rows = split_heldout(rows, opts.val_fraction, opts.seed)
+    config = train_config(opts)
     mx.random.seed(opts.seed)
     asr = FunAsrNano.load(opts.model, dtype=mx.float32, backend="mlx")  # validation decodes the unfused adapter
+    if opts.base_adapter:  # a fine-tune that is part of the base from now on
+        apply_adapter(asr.model.llm, opts.base_adapter)
     cache = FeatureCache(asr, opts.cache or Path(opts.out) / "features")
     audios = sorted({e.audio for e in train_rows + val_rows})
     for audio in tqdm(audios, desc="audio rows (encoder + adaptor, cached)", unit="file"):
@@ -157,6 +167,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--model", default="FunAudioLLM/Fun-ASR-Nano-2512", help="checkpoint folder or model id")
     p.add_argument("--out", required=True, help="run folder: checkpoints/, adapter/, metrics.jsonl, curves.png")
+    p.add_argument("--base-adapter", help="an adapter fused into the base model before training (a fine-tune)")
     p.add_argument("--cache", help="feature cache folder (default OUT/features)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint, exactly")
     p.add_argument("--preset", choices=("seed", "funasr"), default="seed")
@@ -208,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     import importlib.util
 
     opts = parse_args(argv)
+    if argv is None:  # a command, not a call: Linux MLX needs OpenBLAS (re-executes this command with it preloaded)
+        from ...common.blas import ensure_fast_blas
+
+        ensure_fast_blas()
     missing = [m for m in NEEDS.get(opts.command, ()) if importlib.util.find_spec(m) is None]
     if missing:
         print(f"{', '.join(missing)} missing: {HINT}", file=sys.stderr)
