@@ -85,7 +85,8 @@ def test_probe_restarted_mid_stream_keeps_its_earlier_records(tmp_path, tiny):
     # what dora delivered to the probe while it restarted is lost, and listed: the summary still spans both runs
     segments = {r["segment_id"] for r in records if r.get("kind") == "text"}
     assert summary["segments"] == len(segments) and summary["final_texts"] == len(segments)
-    assert summary["segments"] + len(summary["segments_missing"]) == 9, summary
+    # (segments lost after the last one it saw cannot show as holes: the probe does not know how many came)
+    assert summary["segments"] + len(summary["segments_missing"]) <= 9, summary
 
 
 def test_probe_on_a_full_disk_reports_output_failed_and_the_graph_goes_on(tmp_path, tiny):
