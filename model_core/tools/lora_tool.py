@@ -6,6 +6,8 @@
                        llm.….lora_A / lora_B tensors, and config.yaml with llm_conf.use_lora + lora_conf, which
                        funasr 1.4.16 (FunASRNano with use_lora) loads as it loads its own fine-tunes
   extract MODEL OUT    the adapter of an official use_lora checkpoint as an adapter folder in our (mlx-lm's) format
+  bench [--json F]     decode cost of an unfused adapter (off / on) vs fused, ms per token, at Qwen3-0.6B's real
+                       shapes with random weights, on both decode backends
 
 ADAPTER is an adapter folder (adapters.safetensors + adapter_config.json); --model the base checkpoint.
 """
@@ -13,12 +15,16 @@ ADAPTER is an adapter folder (adapters.safetensors + adapter_config.json); --mod
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
+from mlx.utils import tree_map
 
 from ..common.errors import ModelNotLoaded
 from ..fun_asr_nano.loading import DEFAULT_MODEL, QWEN_DIR, load_model, resolve_model_dir
@@ -74,6 +80,68 @@ def extract(model: str, out_dir: Path) -> Path:
     return save_adapter(mlx_model.llm, out_dir, mlx_model.adapter.config, mlx_model.adapter.task)
 
 
+def bench(tokens: int = 24, rounds: int = 3, preset: str = "seed", backends: tuple[str, ...] = ("numpy", "mlx"),
+          seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """ms per decoded token (median over rounds; the variants interleaved, so machine load hits them alike)."""
+    import time
+
+    import mlx.core as mx
+    from mlx_lm.models import qwen3
+
+    from ..fun_asr_nano.backends.numpy_decoder import NumpyQwen3
+    from ..fun_asr_nano.cache import make_cache, prefill
+    from ..fun_asr_nano.lora import PRESETS, adapter_rows, adapter_weights, add_lora, fuse_adapter
+    from .bench.workload import QWEN3_0_6B
+
+    mx.random.seed(seed)
+    llm = qwen3.Model(qwen3.ModelArgs.from_dict(QWEN3_0_6B))
+    llm.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.02, llm.parameters()))
+    config = PRESETS[preset]
+    add_lora(llm, config)
+    llm.eval()
+    llm.load_weights([(k, mx.random.normal(v.shape) * 0.02) for k, v in adapter_weights(llm).items()], strict=False)
+    mx.eval(llm.parameters())
+    prompt = mx.random.normal((36, llm.args.hidden_size)) * 0.05  # a 5 s prompt
+    mx.eval(prompt)
+
+    def per_token(backend: str, adapter: bool) -> float:
+        with adapter_rows(adapter):
+            if backend == "numpy":
+                decoder = NumpyQwen3(llm, 36 + tokens + 1)
+                decoder.forward(np.array(prompt))
+                t0 = time.perf_counter()
+                for _ in range(tokens):
+                    decoder.step(1000)
+            else:
+                cache = make_cache(llm, 36 + tokens + 1)
+                mx.eval(prefill(llm, prompt[None], cache))
+                token = mx.array([[1000]])
+                t0 = time.perf_counter()
+                for _ in range(tokens):
+                    mx.eval(llm(token, cache=cache))
+            return (time.perf_counter() - t0) / tokens * 1000
+
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for backend in backends:
+            for name, on in (("unfused_off", False), ("unfused_on", True)):
+                samples.setdefault(f"{backend}/{name}", []).append(per_token(backend, on))
+    fuse_adapter(llm)
+    for _ in range(rounds):
+        for backend in backends:
+            samples.setdefault(f"{backend}/fused", []).append(per_token(backend, True))
+    ms = {k: float(np.median(v)) for k, v in samples.items()}
+    ratios = {
+        b: {"unfused_on/fused": ms[f"{b}/unfused_on"] / ms[f"{b}/fused"],
+            "unfused_on/unfused_off": ms[f"{b}/unfused_on"] / ms[f"{b}/unfused_off"]}
+        for b in backends
+    }  # fmt: skip
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"ms_per_token": ms, "samples": samples, "ratios": ratios, "tokens": tokens, "rounds": rounds,
+            "preset": preset, "lora_parameters": config.lora_parameters(), "load_average": load,
+            "cpu_count": os.cpu_count()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="dfn-lora", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -90,7 +158,24 @@ def main() -> None:
     p = sub.add_parser("extract")
     p.add_argument("model", help="an official use_lora checkpoint folder")
     p.add_argument("out_dir", type=Path, help="adapter folder to write")
+    p = sub.add_parser("bench")
+    p.add_argument("--tokens", type=int, default=24, help="decode steps per measurement")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--preset", choices=["seed", "funasr"], default="seed")
+    p.add_argument("--backend", choices=["numpy", "mlx", "both"], default="both")
+    p.add_argument("--json", type=Path, default=None, help="write the numbers here too")
     args = parser.parse_args()
+    if args.command == "bench":
+        chosen = ("numpy", "mlx") if args.backend == "both" else (args.backend,)
+        report = bench(args.tokens, args.rounds, args.preset, chosen)
+        for name, value in report["ms_per_token"].items():
+            print(f"{name:22s} {value:8.1f} ms/token")
+        for backend, r in report["ratios"].items():
+            print(f"{backend}: unfused(on)/fused {r['unfused_on/fused']:.3f}, on/off {r['unfused_on/unfused_off']:.3f}")
+        print(f"load average {report['load_average']}, {report['cpu_count']} CPUs")
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return
     try:
         if args.command == "fuse":
             out = convert(args.model, args.out_dir, args.dtype, adapter=args.adapter)
