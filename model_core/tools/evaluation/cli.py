@@ -81,7 +81,7 @@ def cmd_translate(opts: argparse.Namespace) -> None:
     for engine in opts.engines:
         with contextlib.ExitStack() as stack:
             t0 = time.perf_counter()
-            translator = open_translator(engine, opts.model, stack, opts.lora)
+            translator = open_translator(engine, opts.model, stack, opts.lora, opts.threads or None)
             load_s = time.perf_counter() - t0
             translator.translate("你好。")  # warm-up, not scored
             rows = run_translator(manifest, lambda zh: translator.translate(zh).text)  # noqa: B023
@@ -116,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--manifest", required=True)
     p.add_argument("--engines", nargs="+", choices=TRANSLATE_ENGINES, default=list(TRANSLATE_ENGINES))
     p.add_argument("--model", default="packaged", help="packaged (default), a .gguf file, or an mlx-lm folder/id")
+    p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; use 1 beside other work)")
     p.add_argument("--lora", default="", help="LoRA adapter: 'trained' (dfn-train-translator's), a file or folder")
     p.add_argument("--source-hyp", metavar="JSONL", help="translate these transcripts (id, hyp) instead of `zh`")
     p.add_argument("--limit", type=int, default=0, help="first N sentences only (0 = all)")

@@ -59,14 +59,16 @@ def run_translator(
     return out
 
 
-def open_translator(engine: str, model: str, stack: contextlib.ExitStack, lora: str = "") -> Translator:
+def open_translator(
+    engine: str, model: str, stack: contextlib.ExitStack, lora: str = "", threads: int | None = None
+) -> Translator:
     """A translator for `dfn-eval translate`: in-process llama.cpp or MLX (with an optional LoRA adapter,
     `local.resolve_lora`), or a llama.cpp server on localhost reached through the llm-fallback client (the server
     is stopped when `stack` closes)."""
     from ...translation.local import load_local_translator
 
     if engine != "llama-cpp-server":
-        return load_local_translator(model, engine, lora=lora)
+        return load_local_translator(model, engine, n_threads=threads, lora=lora)
     if lora:
         raise ValueError("--lora is for the in-process engines (llama-cpp, mlx)")
     from ...translation.llama_cpp import LlamaCppServer
