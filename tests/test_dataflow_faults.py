@@ -100,14 +100,16 @@ def test_fallback_graph_through_a_failing_llm_gives_one_result_per_segment_and_r
     """An outage of minutes, in seconds: the local model cannot load (every segment goes to the fallback), and the
     server answers 429, 500, drops the connection, sends garbage and is slower than the read timeout before it
     recovers; with a 2-failure breaker and a 1 s cooldown, every segment still ends as one text or one typed error,
-    and the segments after the outage are translated."""
+    and the segments after the outage are translated. Real-time replay spaces the segments (~3 s) beyond the
+    cooldown, so each failing answer costs one segment whatever the speed of the machine (a fast replay could
+    finish all 8 segments inside the outage)."""
     speech, rate = sf.read(bundled_sample, dtype="float32")
     pause = np.zeros(int(1.5 * rate), np.float32)
     path = tmp_path / "four_times.wav"
     sf.write(path, np.concatenate([speech, pause] * 4), rate)  # 2 segments each
     server = llm("429", "500", "drop", "malformed", "slow", "ok")
     run = DoraRun(
-        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="false", DFN_SOURCE_FILE=str(path),
+        "file_whisper_fallback.yml", tmp_path, DFN_SOURCE_REALTIME="true", DFN_SOURCE_FILE=str(path),
         DFN_TRANSLATE_MODEL=str(tmp_path / "missing.gguf"), DFN_LLM_BASE_URL=server.url, DFN_LLM_MAX_RETRIES="0",
         DFN_LLM_READ_TIMEOUT_S="0.3", DFN_LLM_BREAKER_FAILURES="2", DFN_LLM_BREAKER_COOLDOWN_S="1",
     )  # fmt: skip

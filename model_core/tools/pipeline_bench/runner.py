@@ -91,6 +91,8 @@ class Watcher(threading.Thread):
         for proc in children:
             try:
                 with proc.oneshot():
+                    if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not reaped yet: RSS reads 0
+                        continue
                     if proc.pid not in self.usage:
                         node = self._node_of(proc)
                         if node is None:
@@ -98,7 +100,9 @@ class Watcher(threading.Thread):
                         self.usage[proc.pid] = NodeUsage(node, proc.pid)
                     usage, cpu = self.usage[proc.pid], proc.cpu_times()
                     usage.cpu_s = cpu.user + cpu.system
-                    usage.rss_mb.append((round(time.monotonic() - self.t0, 2), proc.memory_info().rss / 2**20))
+                    rss = proc.memory_info().rss
+                    if rss > 0:
+                        usage.rss_mb.append((round(time.monotonic() - self.t0, 2), rss / 2**20))
             except psutil.Error:
                 continue
 
