@@ -29,6 +29,7 @@ class Port:
     ACK: Final = "ack"  # vad -> audio-source: chunks processed up to `seq` (flow control)
     DONE: Final = "done"  # asr text/error -> vad: a segment has its final (vad inputs named done*)
     ALIVE: Final = "alive"  # every node with a health check: an empty message each second (events.Heartbeat)
+    TRANSCRIPT: Final = "transcript"  # funasr (unified, DFN_FUNASR_TRANSCRIPT): the Chinese beside each English
 
 
 class Key:
@@ -75,6 +76,7 @@ class Key:
     MESSAGE: Final = "message"  # error body only
     OK: Final = "ok"
     COUNT: Final = "count"  # AudioDropped: how many chunks, from `seq` on
+    ROLE: Final = "role"  # "transcript": a companion text of the segment, not its final result (the probe)
     REDO: Final = "redo"  # vad: a segment sent again after the asr restarted (1, 2, ...); copied to its final
     TIMESTAMP: Final = "timestamp"  # set by dora itself on every message
 

@@ -2,8 +2,11 @@
 
 Input `segment`. Outputs `text` (one final per segment: language, task, finish_reason, tokens, asr_s, rtf,
 encoder_backend, decoder_backend + the ids), `error` (typed, instead of the text) and `ready` (once the model is
-loaded and warmed up, with the backends). On Linux the node restarts itself with OpenBLAS preloaded
-(model_core.common.blas), since MLX's bundled BLAS is ~50x slower.
+loaded and warmed up, with the backends). With task translate and `transcript`, each segment's audio is encoded
+once and decoded as a batch of two rows (adapter off: Chinese, on: English): the English final carries the Chinese
+as `source_text`, and the Chinese is also sent, just before it, on `transcript` (role "transcript").
+On Linux the node restarts itself with OpenBLAS preloaded (model_core.common.blas), since MLX's bundled BLAS is
+~50x slower.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class FunAsrConfig:
     model: str = "FunAudioLLM/Fun-ASR-Nano-2512"  # local folder or Hugging Face id (downloaded once)
     adapter: str = ""  # an mlx-lm LoRA adapter folder (task "translate" makes the unified model)
     task: str = "transcribe"  # transcribe (Chinese), transcribe_en, auto, translate (adapted model only)
+    transcript: bool = False  # task translate: the Chinese transcript too, from the same model, on `transcript`
     hotwords: str = ""  # comma-separated domain terms
     itn: bool = True  # inverse text normalisation (numbers as digits, punctuation)
     max_tokens: int = 512
@@ -53,6 +57,8 @@ class FunAsrConfig:
             raise ValueError(f"{self.PREFIX}DTYPE must be auto, fp32 or bf16, got {self.dtype!r}")
         if self.backend not in ("", *BACKENDS):
             raise ValueError(f"{self.PREFIX}BACKEND must be empty or one of {', '.join(BACKENDS)}")
+        if self.transcript and (self.task != "translate" or self.partial_every):
+            raise ValueError(f"{self.PREFIX}TRANSCRIPT needs {self.PREFIX}TASK=translate and no PARTIAL_EVERY")
 
 
 def make_recognizer(cfg: FunAsrConfig, asr: Any = None) -> Recognizer:
@@ -67,24 +73,28 @@ def make_recognizer(cfg: FunAsrConfig, asr: Any = None) -> Recognizer:
         loaded = asr
     hotwords = [w.strip() for w in cfg.hotwords.split(",") if w.strip()]
     segments = SegmentRecognizer(loaded, cfg.task, hotwords, cfg.itn, cfg.max_tokens, cfg.temperature,
-                                 cfg.partial_every)  # fmt: skip
+                                 cfg.partial_every, cfg.transcript)  # fmt: skip
     if asr is None:
         segments.warm_up()
 
     def recognize(samples: np.ndarray, partial: Partial) -> Transcript:
-        result = segments.recognize(samples, partial)
+        if cfg.transcript:
+            zh, result = segments.recognize_both(samples)
+        else:
+            zh, result = None, segments.recognize(samples, partial)
         stages = {Key.FRONTEND_S: "frontend", Key.ENCODER_S: "encoder", Key.LLM_S: "llm"}
         meta = {Key.TASK: cfg.task, Key.FINISH_REASON: result.finish_reason, Key.TOKENS: len(result.tokens),
                 **{key: round(result.timings[name], 4) for key, name in stages.items() if name in result.timings},
                 **result.backends.as_metadata()}  # fmt: skip
-        return Transcript(result.text, TASKS[cfg.task], meta)
+        return Transcript(result.text, TASKS[cfg.task], meta, zh.text if zh else "")
 
     return Recognizer(recognize, loaded.backends.as_metadata())
 
 
 def run(node: Any, cfg: FunAsrConfig, asr: Any = None) -> SpeechToTextNode:
     load = lambda: make_recognizer(cfg, asr)  # noqa: E731
-    return SpeechToTextNode(node, "funasr", load, cfg.min_segment_s, cfg.max_segment_s, TASKS[cfg.task]).run()
+    return SpeechToTextNode(node, "funasr", load, cfg.min_segment_s, cfg.max_segment_s, TASKS[cfg.task],
+                            cfg.transcript).run()  # fmt: skip
 
 
 def main() -> None:

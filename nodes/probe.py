@@ -1,7 +1,8 @@
 """probe: a sink that records every text/error it receives, per segment, with latencies.
 
 Any number of inputs (name them as you like); a message whose metadata has `code` is an error, anything else is
-text. Each message becomes one JSON line appended to DFN_PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
+text (or, with role "transcript", a transcript: recorded and printed, not counted as the segment's final). Each
+message becomes one JSON line appended to DFN_PROBE_OUTPUT: input, kind, ids, text or code/message, fin,
 received_at, latency_s = received_at - captured_at, dataflow_id; an upstream node's restart is a line of kind
 `restart` (fin=false). Final texts are printed as they arrive; when the inputs close a summary (counts, errors by
 code, latency and real-time-factor median/p95, segments with more than one final, restarts) is printed and written
@@ -63,8 +64,8 @@ class Probe:
                 rec.update({k: v for k, v in body.items() if k not in OWN_FIELDS} if isinstance(body, dict) else {})
             except (ValueError, TypeError, AttributeError):
                 rec[Key.MESSAGE] = read_text(value)[:1000]
-        else:
-            rec["kind"] = "text"
+        else:  # a transcript beside the segment's English (Key.ROLE) is recorded, but is not its final result
+            rec["kind"] = "transcript" if metadata.get(Key.ROLE) == "transcript" else "text"
             rec["text"] = read_text(value)
         captured = metadata.get(Key.CAPTURED_AT)
         if isinstance(captured, int | float) and captured > 0:
@@ -85,7 +86,8 @@ class Probe:
         if rec["kind"] == "error":
             line = f"[probe] {where}{span}{lat} ERROR {rec.get(Key.CODE)}: {rec.get(Key.MESSAGE)}"
         else:
-            line = f"[probe] {where}{span}{lat} [{rec.get(Key.LANGUAGE, '?')}] {rec['text']}"
+            role = " transcript" if rec["kind"] == "transcript" else ""
+            line = f"[probe] {where}{span}{lat} [{rec.get(Key.LANGUAGE, '?')}{role}] {rec['text']}"
         print(strip_controls(line), flush=True)  # received text cannot drive the terminal (ANSI escapes)
 
     def summary(self) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class Transcript:
     text: str
     language: str  # language of `text`
     metadata: dict[str, Any] = field(default_factory=dict)  # extra flat metadata for the text message
+    source_text: str = ""  # one model, two texts: the transcript of the same segment (Key.SOURCE_TEXT)
+    source_language: str = "zh"
 
 
 Partial = Callable[[str], None]
@@ -57,8 +59,10 @@ class SpeechToTextNode:
         min_segment_s: float,
         max_segment_s: float,
         language_hint: str = "",
+        send_transcript: bool = False,
     ) -> None:
         self.node, self.name = node, name
+        self.send_transcript = send_transcript  # the source text also on its own output, one final per segment
         self.language_hint = language_hint  # language of partial texts
         self.min_segment_s, self.max_segment_s = min_segment_s, max_segment_s
         self.load_error: FunAsrNanoError | None = None
@@ -122,6 +126,12 @@ class SpeechToTextNode:
         elapsed_s = time.perf_counter() - t0
         timing = {Key.ASR_S: round(elapsed_s, 4), Key.RTF: round(elapsed_s / (samples.size / SAMPLE_RATE), 4)}
         meta = {**ids, **result.metadata, **timing}
+        if result.source_text:
+            meta |= {Key.SOURCE_TEXT: result.source_text, Key.SOURCE_LANGUAGE: result.source_language}
+            if self.send_transcript:  # before the final, which closes the segment for the vad and the probe
+                role: dict[str, Any] = {Key.ROLE: Port.TRANSCRIPT, Key.TASK: "transcribe", **ids, **timing}
+                transcript = text_message(result.source_text, result.source_language, seq=1, **role)
+                self.node.send_output(Port.TRANSCRIPT, *transcript)
         self.node.send_output(Port.TEXT, *text_message(result.text, result.language, seq=partials + 1, **meta))
 
     def run(self) -> SpeechToTextNode:

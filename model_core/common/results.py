@@ -104,6 +104,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
         "messages": sum(r.get("kind") in ("text", "error") for r in records),
         "segments": len(per_segment),
         "final_texts": sum(r["kind"] == "text" for r in finals),
+        "transcripts": sum(r.get("kind") == "transcript" and r.get("fin", True) for r in records),
         "errors": dict(Counter(r.get("code", "?") for r in finals if r["kind"] == "error")),
         "segments_with_several_finals": [list(k) for k, n in per_segment.items() if n > 1],
         # ids are 0..n-1 per session: a hole is a segment that left the graph with neither text nor error

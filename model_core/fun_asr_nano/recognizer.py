@@ -31,16 +31,21 @@ class SegmentRecognizer:
         max_tokens: int = 512,
         temperature: float = 0.0,
         partial_every: int = 0,
+        both: bool = False,
     ) -> None:
         self.asr, self.task, self.hotwords, self.itn = asr, TaskMode(task), list(hotwords), itn
         self.generation = GenerationConfig(max_tokens=max_tokens, temperature=temperature)
         self.translation = TranslationConfig(max_output_tokens=max_tokens, temperature=temperature)
         self.partial_every = partial_every
+        self.both = both  # recognize_both: the transcript and the English, one batch (warm_up warms that)
 
     def warm_up(self) -> None:
         """One short decode of this recognizer's prompt: pages the weights in and leaves the prompt's template in
         the prompt cache, so the first real segment is as fast as the rest."""
         prompt: tuple[TaskMode, list[str], bool]
+        if self.both and self.asr.can_translate and not self.asr.fused:
+            self.asr.transcribe_and_translate(np.zeros(SAMPLE_RATE, np.float32), GenerationConfig(max_tokens=2))
+            return
         if self.task is not TaskMode.TRANSLATE_TO_EN:
             prompt = (self.task, self.hotwords, self.itn)
         else:  # translate()'s prompt has no hotwords; without an adapter every segment gets UnsupportedLanguage
@@ -59,3 +64,8 @@ class SegmentRecognizer:
         if self.task is TaskMode.TRANSLATE_TO_EN:
             return self.asr.translate(samples, self.translation, on_token)
         return self.asr.transcribe(samples, self.task, self.hotwords, self.itn, self.generation, on_token)
+
+    def recognize_both(self, samples: np.ndarray) -> tuple[Result, Result]:
+        """One segment -> (Chinese transcript, English) from one model (FunAsrNano.transcribe_and_translate):
+        UnsupportedLanguage without an unfused translation adapter."""
+        return self.asr.transcribe_and_translate(samples, self.generation)

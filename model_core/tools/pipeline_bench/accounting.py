@@ -25,6 +25,7 @@ def _check(ok: bool, message: str) -> None:
 class Accounting:
     finals: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # (session, segment) -> records
     stream_errors: list[dict[str, Any]] = field(default_factory=list)  # errors of no segment (source, VAD input)
+    transcripts: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # unified graph's Chinese
 
     @property
     def segments(self) -> int:
@@ -49,11 +50,16 @@ def account(records: list[dict[str, Any]], allow_losses: bool = False) -> Accoun
     - each (session_id, segment_id) with any final record has exactly one: one text or one error;
     - segment ids of a session are 0..n-1 with no hole (the VAD numbers them that way), so a segment that never
       reached the probe shows up as a hole;
-    - unless `allow_losses`, no AudioDropped / SegmentDropped error (a loss that was reported, not silent).
+    - unless `allow_losses`, no AudioDropped / SegmentDropped error (a loss that was reported, not silent);
+    - a transcript (kind "transcript", sent beside the English of one model) is not a final: at most one per
+      segment, and only for a segment that has its final.
     """
     acc = Accounting()
     for rec in records:
         if not rec.get("fin", True):
+            continue
+        if rec.get("kind") == "transcript":
+            acc.transcripts.setdefault((str(rec.get("session_id")), int(rec["segment_id"])), []).append(rec)
             continue
         if "segment_id" in rec and rec["segment_id"] is not None:
             acc.finals.setdefault((str(rec.get("session_id")), int(rec["segment_id"])), []).append(rec)
@@ -63,6 +69,10 @@ def account(records: list[dict[str, Any]], allow_losses: bool = False) -> Accoun
             raise AccountingError(f"a final text without a segment_id: {rec}")
     doubles = {key: [r["kind"] for r in rs] for key, rs in acc.finals.items() if len(rs) != 1}
     _check(not doubles, f"segments with more than one final: {doubles}")
+    several = [key for key, rs in acc.transcripts.items() if len(rs) != 1]
+    _check(not several, f"segments with more than one transcript: {several}")
+    orphans = sorted(set(acc.transcripts) - set(acc.finals))
+    _check(not orphans, f"transcripts of segments without a final: {orphans}")
     by_session: dict[str, set[int]] = {}
     for session, segment in acc.finals:
         by_session.setdefault(session, set()).add(segment)
