@@ -14,15 +14,18 @@ from mlx.utils import tree_flatten
 
 from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano
 from dora_funasr_nano.model_core.fun_asr_nano.prompts import TRANSLATE_TO_ENGLISH_PROMPT, TaskMode, user_prompt
+from dora_funasr_nano.model_core.tools.evaluation.data import is_eval_id
 from dora_funasr_nano.model_core.tools.train import cli
 from dora_funasr_nano.model_core.tools.train.batches import loss, make_batch, target_ids
 from dora_funasr_nano.model_core.tools.train.data import (
     Example,
     MixSampler,
     build_task_rows,
+    drop_eval_examples,
     parse_mix,
     read_manifest,
     read_rows,
+    read_training_manifest,
     split_heldout,
     to_chatml,
 )
@@ -89,6 +92,55 @@ def test_builder_makes_both_task_rows_from_a_teacher_server(llm, tmp_path):
     assert [a for a, _ in report.failed] == [str(tmp_path / "b.wav")]
     sent = [body["messages"][-1]["content"] for _, body in server.requests]
     assert all(any(zh in s for s in sent) for zh in ("你好", "谢谢", "再见"))
+
+
+def hsk_ids(evaluation: bool, n: int) -> list[str]:
+    """The first n HSK-style ids (hsk1-0001 ...) of the evaluation bucket, or of the dev pool."""
+    ids = (f"hsk{level}-{i:04d}" for level in range(1, 7) for i in range(1, 1000))
+    return [sid for sid in ids if is_eval_id(sid) == evaluation][:n]
+
+
+def test_hsk_evaluation_sentences_never_become_training_rows(tmp_path):
+    """An HSK id in the evaluation bucket, as the row's id or key or as its audio file's name (the package names its
+    clips by id, _slow for the slow voice), drops the row; dev ids and other corpora's ids are kept, even those
+    whose hash falls in the bucket (the rule is HSK's)."""
+    held, dev = hsk_ids(True, 3), hsk_ids(False, 2)
+    other = next(f"BAC009S0002W{i:04d}" for i in range(100) if is_eval_id(f"BAC009S0002W{i:04d}"))
+    rows = [{"id": held[0], "audio": "a.wav", "text": "一"}, {"key": held[1], "audio": "b.wav", "text": "二"},
+            {"audio": f"audio/{held[2]}_slow.mp3", "zh": "三"}, {"id": dev[0], "audio": "d.wav", "text": "四"},
+            {"audio": f"audio/{dev[1]}.mp3", "text": "五"},
+            {"id": other, "audio": f"{other}.wav", "text": "六"}]  # fmt: skip
+    (tmp_path / "asr.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    kept, dropped = read_training_manifest(tmp_path / "asr.jsonl")
+    assert [t for _, t in kept] == ["四", "五", "六"] and dropped == held
+    assert len(read_manifest(tmp_path / "asr.jsonl")) == 6  # evaluation commands (swap-llm-check) read them all
+    examples = [Example(f"clips/{sid}.wav", "语音转写：", "t", "transcribe") for sid in (held[0], dev[0], other)]
+    assert drop_eval_examples(examples) == (examples[1:], 1)
+
+
+def test_build_data_drops_and_counts_the_evaluation_sentences(llm, tiny, tmp_path, capsys):
+    """dfn-train build-data end to end (a teacher server, the tiny model's tokenizer): no row of the written
+    ChatML, manifest or instruction row, is on an HSK evaluation sentence, and the command says how many it left out."""
+    held, dev = hsk_ids(True, 2), hsk_ids(False, 1)
+    audio = {}
+    for sid in held + dev:
+        audio[sid] = tmp_path / f"{sid}.wav"
+        sf.write(audio[sid], read16k(zh_clip("nihao_shijie")), 16000)
+    manifest = [{"id": sid, "audio": str(audio[sid]), "text": "你好世界"} for sid in held + dev]
+    (tmp_path / "asr.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in manifest))
+    seed = [{"instruction": "说话人是男是女？", "input": str(audio[sid]), "output": "女"} for sid in (held[0], dev[0])]
+    (tmp_path / "seed.json").write_text(json.dumps(seed, ensure_ascii=False))
+    server = llm("ok")
+    out = tmp_path / "rows.jsonl"
+    argv = ["build-data", "--manifest", str(tmp_path / "asr.jsonl"), "--out", str(out), "--model",
+            str(tiny.official_dir), "--teacher", server.url, "--instructions", str(tmp_path / "seed.json")]  # fmt: skip
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["hsk_eval_dropped"] == 3 and "dropped 3 HSK evaluation sentence(s)" in captured.err
+    assert summary["kinds"] == {"transcribe": 1, "translate": 1, "instruction": 1} and summary["rows"] == 3
+    rows = read_rows(out)
+    assert {r.audio for r in rows} == {str(audio[dev[0]])} and len(server.requests) == 1
 
 
 def test_the_sampler_mixes_at_the_ratios_and_resumes_exactly():

@@ -72,6 +72,21 @@ def test_training_rows_use_the_runtime_prompt_and_refuse_the_eval_split():
     assert len(train) == 2 and len(val) == 1 and {r["id"] for r in train + val} == {r["id"] for r in rows}
 
 
+def test_the_command_trains_on_dev_only(tmp_path):
+    """Its default data is the whole HSK dev split (no evaluation sentence: chat_rows would refuse one), and a
+    manifest holding an evaluation sentence stops the command before anything is trained or written."""
+    from dora_funasr_nano.model_core.tools.evaluation.data import build_hsk_manifest
+
+    dev = build_hsk_manifest("dev")
+    assert len(tl.chat_rows(dev)) == len(dev) == 3846
+    held = build_hsk_manifest("eval")[0]
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*dev_rows(2), held]))
+    with pytest.raises(ValueError, match="evaluation bucket"):
+        tl.main(["--model", str(tmp_path / "no-model"), "--manifest", str(manifest), "-o", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 def _plain_loss(model, tokenizer, rows):
     """mlx-lm's own loss over the whole rows (the reference the prefix-shared loss must equal)."""
     import mlx.core as mx

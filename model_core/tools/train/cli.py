@@ -36,24 +36,40 @@ def build_data(opts: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ...fun_asr_nano.loading import load_tokenizer, resolve_model_dir
-    from .data import build_task_rows, read_manifest, read_rows, speech_length, write_chatml
+    from .data import (
+        build_task_rows,
+        drop_eval_examples,
+        read_rows,
+        read_training_manifest,
+        speech_length,
+        write_chatml,
+    )
     from .features import read_audio
 
-    manifest = read_manifest(opts.manifest)
+    manifest, held = read_training_manifest(opts.manifest)
+    instructions, held_instructions = drop_eval_examples([e for path in opts.instructions for e in read_rows(path)])
+    dropped = len(held) + held_instructions
+    _say_dropped(dropped)
     teacher = _teacher(opts)
     try:
         with tqdm(total=len(manifest), desc="teacher translations", unit="row") as bar:
             report = build_task_rows(manifest, teacher, on_row=bar.update)
     finally:
         teacher.close()
-    examples = report.examples + [e for path in opts.instructions for e in read_rows(path)]
+    examples = report.examples + instructions
     tokenizer = load_tokenizer(resolve_model_dir(opts.model))
     written = write_chatml(
         examples, opts.out, lambda text: len(tokenizer.encode(text)), lambda a: speech_length(read_audio(a).size)
     )
     kinds = {k: sum(e.kind == k for e in examples) for k in ("transcribe", "translate", "instruction")}
-    print(json.dumps({"rows": written, "kinds": kinds, "teacher_failures": report.failed}, ensure_ascii=False))
+    summary = {"rows": written, "kinds": kinds, "teacher_failures": report.failed, "hsk_eval_dropped": dropped}
+    print(json.dumps(summary, ensure_ascii=False))
     return 0
+
+
+def _say_dropped(count: int) -> None:
+    if count:
+        print(f"dropped {count} HSK evaluation sentence(s): evaluation-only, never trained on", file=sys.stderr)
 
 
 def train_config(opts: argparse.Namespace) -> TrainConfig:
@@ -74,12 +90,13 @@ def train(opts: argparse.Namespace) -> int:
 
     from ...fun_asr_nano.api import FunAsrNano
     from ...fun_asr_nano.lora import apply_adapter
-    from .data import read_rows, split_heldout
+    from .data import drop_eval_examples, read_rows, split_heldout
     from .features import FeatureCache
     from .plot import plot_curves
     from .trainer import Trainer, latest_checkpoint
 
-    rows = [e for path in opts.data for e in read_rows(path)]
+    rows, held = drop_eval_examples([e for path in opts.data for e in read_rows(path)])
+    _say_dropped(held)
     if opts.val:
         train_rows, val_rows = rows, [e for path in opts.val for e in read_rows(path)]
     else:

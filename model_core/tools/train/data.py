@@ -10,6 +10,10 @@ Relative audio paths are relative to the data file's folder.
 
 A row's kind decides how the sampler mixes it: `translate` (prompt 转写语音并翻译为英文：), `transcribe` (any of the
 official transcription prompts) or `instruction` (anything else).
+
+HSK evaluation sentences (`evaluation.data.is_eval_id`) are never trained on: a manifest row or a training row that
+carries an HSK id (its `id` / `key`, or its audio file's name, as the HSK package names its clips: hsk1-0001.mp3,
+hsk1-0001_slow.mp3) in the evaluation bucket is dropped, and the commands say how many.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import numpy as np
 from ...common.errors import TranslationFailed
 from ...fun_asr_nano.prompts import SYSTEM_PROMPT, TRANSLATE_TO_ENGLISH_PROMPT, TaskMode, user_prompt
 from ...translation.base import Translator
+from ..evaluation.data import is_eval_id
 
 KINDS = ("transcribe", "translate", "instruction")
 DEFAULT_MIX = {"transcribe": 0.6, "translate": 0.3, "instruction": 0.1}
 # upstream's transcription prompts (Chinese and English spellings, with or without a language / ITN switch)
 TRANSCRIBE_PREFIXES = ("语音转写", "Speech transcription", "Transcribe speech")
 SPEECH = re.compile(r"^(?P<prompt>.*?)<\|startofspeech\|>!(?P<audio>.+?)<\|endofspeech\|>(?P<rest>.*)$", re.DOTALL)
+HSK_ID = re.compile(r"hsk[1-6]-[0-9]+")  # the HSK package's sentence ids, also the stem of its audio files
 FBANK_SHIFT, FBANK_WINDOW = 160, 400  # samples at 16 kHz: 10 ms shift, 25 ms window (speech_length counts frames)
 
 
@@ -121,9 +127,16 @@ def write_chatml(
     return len(lines)
 
 
-def read_manifest(path: str | Path) -> list[tuple[str, str]]:
-    """An ASR manifest as JSON Lines {"audio": path, "text": Chinese transcript} ("wav" / "zh" also accepted)."""
-    path = Path(path)
+def hsk_eval_id(audio: str, row_id: str = "") -> str | None:
+    """The HSK evaluation-bucket id a row carries (its id, else its audio file's name), or None."""
+    for name in (row_id, Path(audio).stem):
+        match = HSK_ID.match(name)
+        if match and is_eval_id(match.group()):
+            return match.group()
+    return None
+
+
+def _manifest_rows(path: Path) -> list[tuple[str, str, str]]:
     out = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -132,8 +145,31 @@ def read_manifest(path: str | Path) -> list[tuple[str, str]]:
         audio, text = row.get("audio", row.get("wav")), row.get("text", row.get("zh"))
         if not audio or not text:
             raise ValueError(f"{path}: row {number}: needs 'audio' and 'text'")
-        out.append((_resolve(str(audio), path.parent), str(text)))
+        out.append((_resolve(str(audio), path.parent), str(text), str(row.get("id", row.get("key", "")))))
     return out
+
+
+def read_manifest(path: str | Path) -> list[tuple[str, str]]:
+    """An ASR manifest as JSON Lines {"audio": path, "text": Chinese transcript} ("wav" / "zh" also accepted)."""
+    return [(audio, text) for audio, text, _ in _manifest_rows(Path(path))]
+
+
+def read_training_manifest(path: str | Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(rows, dropped ids): read_manifest without the HSK evaluation sentences (see hsk_eval_id)."""
+    kept, dropped = [], []
+    for audio, text, row_id in _manifest_rows(Path(path)):
+        held = hsk_eval_id(audio, row_id)
+        if held is None:
+            kept.append((audio, text))
+        else:
+            dropped.append(held)
+    return kept, dropped
+
+
+def drop_eval_examples(examples: Sequence[Example]) -> tuple[list[Example], int]:
+    """(rows, how many dropped): training rows whose audio is an HSK evaluation clip are left out."""
+    kept = [e for e in examples if hsk_eval_id(e.audio) is None]
+    return kept, len(examples) - len(kept)
 
 
 @dataclass
