@@ -10,6 +10,11 @@ The lifecycle of the real thing, at toy size:
    tokens; a trainer resumed from a checkpoint ends bit for bit where the uninterrupted run ended, and the adapter
    loaded from disk is that same adapter.
 
+4. the unified graph under `dora run`, on the phrases joined into one file with pauses, prints the trained
+   English of each segment and, from the same model with the adapter off, the trained Chinese. The training
+   clips are the segments the VAD cuts from that file (the graph's VAD cuts the same ones), since a random
+   encoder this small tells apart only the audio it was trained on.
+
 The checkpoint is tests/tiny_checkpoint.py's (built by the official code, real Qwen3 tokenizer) at hidden size 64:
 at 32, the tied 151,936-row output head leaves too small a margin between random token embeddings for an adapter
 to make the target the argmax within a CI-sized run (measured: 0 of 8 rows after 120 steps). The
@@ -26,6 +31,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import soundfile as sf
+from dora_graphs import dora_run, finals
 from parity import require
 
 from dora_funasr_nano.model_core.fun_asr_nano.api import FunAsrNano
@@ -34,6 +40,8 @@ from dora_funasr_nano.model_core.fun_asr_nano.generate import GenerationConfig, 
 from dora_funasr_nano.model_core.fun_asr_nano.lora import adapter_rows, adapter_weights, apply_adapter, load_adapter
 from dora_funasr_nano.model_core.fun_asr_nano.prompts import TRANSLATE_TO_ENGLISH_PROMPT, TaskMode, user_prompt
 from dora_funasr_nano.model_core.speech.audio import resample
+from dora_funasr_nano.model_core.speech.vad import SileroVad, SpeechSegmenter
+from dora_funasr_nano.model_core.tools import convert
 from dora_funasr_nano.model_core.tools.train import cli
 from dora_funasr_nano.model_core.tools.train.data import Example, read_rows, speech_length, write_chatml
 from dora_funasr_nano.model_core.tools.train.features import FeatureCache
@@ -55,12 +63,23 @@ STAGE2 = ["--task", "translate", "--mix", "30/70/0", "--steps", str(STEPS), "--l
           "--dropout", "0.05", "--eval-every", "30", "--save-every", str(RESUME_AT)]  # fmt: skip
 
 
-def espeak(pinyin: str, path):
+def espeak(pinyin: str) -> np.ndarray:
     out = subprocess.run(
         ["espeak-ng", "-v", "cmn-latn-pinyin", "--stdout"], input=pinyin.encode(), capture_output=True, check=True
     ).stdout
     samples, rate = sf.read(io.BytesIO(out), dtype="float32")
-    sf.write(path, resample(samples, rate), 16000)
+    return resample(samples, rate)
+
+
+def phrases_file(path) -> list[np.ndarray]:
+    """The phrases in one file, 1 s of silence around each; returns the segments the VAD cuts from it."""
+    pause = np.zeros(16000, np.float32)
+    joined = np.concatenate([pause, *(x for pinyin, _, _ in PHRASES for x in (espeak(pinyin), pause))])
+    sf.write(path, joined, 16000)
+    segmenter = SpeechSegmenter(SileroVad())
+    segments = [*segmenter.push(joined), *segmenter.flush()]
+    assert len(segments) == len(PHRASES), [(s.start_s, s.end_s) for s in segments]
+    return [s.samples for s in segments]
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +94,9 @@ def run(tmp_path_factory):
         patch.setattr(tiny_checkpoint, "ADAPTOR_CONF", tiny_checkpoint.ADAPTOR_CONF | {"llm_dim": HIDDEN})
         model = tiny_checkpoint.build(root / "model").official_dir
     examples = []
-    for i, (pinyin, zh, en) in enumerate(PHRASES):
+    for i, ((_, zh, en), clip) in enumerate(zip(PHRASES, phrases_file(root / "phrases.wav"), strict=True)):
         wav = root / f"phrase{i}.wav"
-        espeak(pinyin, wav)
+        sf.write(wav, clip, 16000)
         examples.append((wav, zh, en))
     # transcribe rows in funasr's ChatML JSONL, translate rows in the seed's JSON: both readers on the way
     tokenizer = FunAsrNano.load(model).tokenizer
@@ -185,3 +204,21 @@ def test_resume_and_save_load_are_exact(run, tmp_path):
     wav = run["examples"][0][0]
     trainer.llm.eval()
     assert np.array_equal(np.asarray(last_logits(loaded, wav)), np.asarray(last_logits(trainer.asr, wav)))
+
+
+@pytest.mark.integration
+def test_unified_graph_prints_the_trained_english_and_chinese(run, tmp_path):
+    released = tmp_path / "released"  # the base with the stage 1 fine-tune folded in, as a standalone checkpoint
+    convert.convert(run["model"], released, "fp32", None, run["root"] / "stage1" / "adapter")
+    records, log = dora_run(
+        "file_funasr_unified.yml", tmp_path, DFN_SOURCE_REALTIME="false",
+        DFN_SOURCE_FILE=str(run["root"] / "phrases.wav"), DFN_FUNASR_MODEL=str(released),
+        DFN_FUNASR_ADAPTER=str(run["root"] / "stage2" / "adapter"),
+        DFN_FUNASR_MAX_TOKENS="12", DFN_FUNASR_BACKEND="mlx", DFN_FUNASR_DTYPE="fp32",
+    )  # fmt: skip
+    english = [r["text"] for _, r in sorted(finals(records).items())]
+    transcripts = sorted((r for r in records if r["kind"] == "transcript"), key=lambda r: r["segment_id"])
+    chinese = [r["text"] for r in transcripts]
+    assert english == [en for _, _, en in PHRASES], log[-3000:]
+    assert chinese == [zh for _, zh, _ in PHRASES]
+    assert "[en] Hello." in log and "[zh transcript] 你好" in log

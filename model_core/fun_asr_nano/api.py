@@ -83,8 +83,8 @@ class FunAsrNano:
         stored in bf16, computed in the run dtype (loading.audio_weights_dtype). `backend`: auto | mlx | numpy
         (None: $DFN_BACKEND, default auto), see backends/__init__.py."""
         model, model_dir = load_model(path_or_id, dtype, low_memory=low_memory)
-        found = model.adapter  # the official recipe's lora_A / lora_B, loaded with the model
-        if adapter and found is not None:
+        found = model.adapter  # the official recipe's lora_A / lora_B, or a fine-tune fused into the weights
+        if adapter and found is not None and has_adapter(model.llm):  # a fused one is just weights: adapt on top
             raise ModelNotLoaded(f"{model_dir} already holds a LoRA adapter (use_lora); pass no other adapter")
         found = load_adapter(model.llm, adapter) if adapter else found
         if found is not None and fuse:
