@@ -3,7 +3,9 @@ real time by default, and what must not change over it:
 - segments in (the VAD's segment ids) vs out (one final text or one typed error each), lost = 0 (accounting.py);
 - RSS of each node after warm-up (the first sample after the first final) and at the end, and the growth in %;
 - p95 of the per-segment latency and of the asr compute time over the first and the last 5 minutes of audio
-  (stream time), to show drift.
+  (stream time), to show drift;
+- the segments against a reference: the same VAD (default settings) run in-process over the whole file, which is
+  what a real-time replay cuts too. Fast replay must give the same segments (start, end), or typed loss errors.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ def rss_growth(run: RunResult) -> dict[str, dict[str, float]]:
                 "growth_pct": 100 * (after[-1] - after[0]) / after[0] if after[0] else 0.0,
             }
     return out
+
+
+def vad_reference(audio_path: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The graph's segments (start_s, end_s of each final, to the ms) vs the in-process VAD's over the same file."""
+    from ...speech.audio import load_audio
+    from ...speech.vad import SileroVad, SpeechSegmenter
+
+    segmenter = SpeechSegmenter(SileroVad())
+    want = {(round(s.start_s, 3), round(s.end_s, 3)) for s in [*segmenter.push(load_audio(audio_path)),
+                                                                *segmenter.flush()]}  # fmt: skip
+    finals = [r for r in records if r.get("fin", True) and r.get("kind") in ("text", "error") and "end_s" in r]
+    got = {(round(float(r["start_s"]), 3), round(float(r["end_s"]), 3)) for r in finals}
+    return {"segments": len(want), "same": want == got, "missing": sorted(want - got)[:20],
+            "extra": sorted(got - want)[:20]}  # fmt: skip
 
 
 def p95(values: list[float]) -> float | None:
@@ -85,6 +101,7 @@ def soak(opts: argparse.Namespace) -> dict[str, Any]:
         "accounting": acc,
         "rss": rss_growth(run),
         "drift": drift(run.records, long.duration_s, min(WINDOW_S, long.duration_s / 3)),
+        "vad_reference": vad_reference(long.audio, run.records),
     }
     if run.returncode:
         report["log_tail"] = run.log_tail
