@@ -139,19 +139,13 @@ class FunAsrNano:
     ) -> Result:
         """Speech -> text in the spoken language (TaskMode.TRANSCRIBE: Chinese)."""
         generation = generation or GenerationConfig()
-        t0 = time.perf_counter()
-        feats = self.features(audio)
-        t1 = time.perf_counter()
-        rows = self.audio_rows(feats)
-        mx.eval(rows)
-        t2 = time.perf_counter()
+        rows, timings, t2 = self._encode(audio)
         prompt = self.prompt_embeddings(rows, user_prompt(task, list(hotwords or []), itn))
         out = generate(
             self.model.llm, prompt, generation, self.model.args.eos_token_ids, on_token,
             backend=self.backends.decoder, prompt_cache=self.prompt_cache, adapter=self.adapter_on(task),
         )  # fmt: skip
-        t3 = time.perf_counter()
-        timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
+        timings = self._with_llm(timings, t2)
         return Result(
             self.decode(out.tokens), out.tokens, out.finish_reason, audio.size / SAMPLE_RATE, timings,
             backends=self.backends,
@@ -278,23 +272,32 @@ class FunAsrNano:
         if not self.can_translate or self.fused:
             raise UnsupportedLanguage("transcript + English from one model needs an unfused translation adapter")
         generation = generation or GenerationConfig()
-        t0 = time.perf_counter()
-        feats = self.features(audio)
-        t1 = time.perf_counter()
-        rows = self.audio_rows(feats)
-        mx.eval(rows)
-        t2 = time.perf_counter()
+        rows, timings, t2 = self._encode(audio)
         tasks = [TaskMode.TRANSCRIBE, TaskMode.TRANSLATE_TO_EN]
         prompts = [self.prompt_embeddings(rows, user_prompt(t)) for t in tasks]
         chinese, english = self._decode_rows(prompts, tasks, generation)
-        t3 = time.perf_counter()
-        timings = {"frontend": t1 - t0, "encoder": t2 - t1, "llm": t3 - t2, "total": t3 - t0}
+        timings = self._with_llm(timings, t2)
         audio_s = audio.size / SAMPLE_RATE
         zh = Result(self.decode(chinese.tokens), chinese.tokens, chinese.finish_reason, audio_s, timings,
                     backends=self.backends)  # fmt: skip
         en = Result(self.decode(english.tokens), english.tokens, english.finish_reason, audio_s, timings, zh.text,
                     self.backends)  # fmt: skip
         return zh, en
+
+    def _encode(self, audio: np.ndarray) -> tuple[mx.array, dict[str, float], float]:
+        """Front end, then encoder + adaptor: the audio rows, the seconds of each, and when the LLM may start."""
+        t0 = time.perf_counter()
+        feats = self.features(audio)
+        t1 = time.perf_counter()
+        rows = self.audio_rows(feats)
+        mx.eval(rows)
+        t2 = time.perf_counter()
+        return rows, {"frontend": t1 - t0, "encoder": t2 - t1}, t2
+
+    @staticmethod
+    def _with_llm(timings: dict[str, float], llm_started: float) -> dict[str, float]:
+        llm = time.perf_counter() - llm_started
+        return {**timings, "llm": llm, "total": timings["frontend"] + timings["encoder"] + llm}
 
     def _decode_rows(
         self, prompts: list[mx.array], tasks: Sequence[TaskMode], generation: GenerationConfig
