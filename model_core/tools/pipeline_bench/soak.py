@@ -86,7 +86,8 @@ def soak(opts: argparse.Namespace) -> dict[str, Any]:
     print(f"[dfn-bench soak] {spec.label} ({mode}) on {long.name}: {long.duration_s / 60:.1f} min", file=sys.stderr)
     run = run_graph(spec, long.audio, out / f"soak-{spec.label}-{mode}", opts.realtime, opts.timeout, extra)
     acc = accounting(run.records)
-    finals = [r for r in run.records if r.get("fin", True) and isinstance(r.get("segment_id"), int)]
+    finals = [r for r in run.records if r.get("fin", True) and r.get("kind") in ("text", "error")
+              and isinstance(r.get("segment_id"), int)]  # fmt: skip  (a unified graph's transcripts are not finals)
     report = {
         "graph": spec.label,
         "mode": mode,
