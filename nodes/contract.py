@@ -53,6 +53,7 @@ class Key:
     SPEECH_FRAMES: Final = "speech_frames"
     NONFINITE_SAMPLES: Final = "nonfinite_samples"
     TEXT_LANGUAGE: Final = "text_language"
+    SKIPPED: Final = "skipped"  # tts: segments of the session it never got (a drop_oldest queue), so far
     # text
     LANGUAGE: Final = "language"
     PRIMITIVE: Final = "primitive"

@@ -1,7 +1,11 @@
 """tts: speaks final English texts with espeak-ng (default) or a packaged piper voice.
 
-Input `text`, or several text inputs under any names (partials, fin=false, are skipped). Outputs `audio`
-(float32 mono at the engine's rate, with sample_rate and the segment ids) and `error`. Optionally plays through
+Input `text`, or several text inputs under any names (partials, fin=false, are skipped); an input that carries
+errors (metadata `code`, e.g. `asr_error`) is not spoken, it tells the node which segments have no text. Outputs
+`audio` (float32 mono at the engine's rate, with sample_rate, the segment ids and `skipped`) and `error`. A graph
+that prefers a current voice (`drop_oldest` on the text input) loses texts on purpose: `skipped` counts, per
+session, the segments below the newest one that reached this node as neither text nor error, and the node prints
+the count when it ends. Optionally plays through
 the default output device (model_core.speech.player: one utterance after the other, in a background thread)
 and/or writes <session>-<segment>.wav files into DFN_TTS_WAV_DIR.
 """
@@ -58,6 +62,7 @@ class TtsNode:
             except FunAsrNanoError as exc:
                 self.load_error = exc
         self.player: Player | None = None
+        self.seen: dict[str, set[int]] = {}  # segment ids per session that reached the node (text or error)
         if cfg.play:
             try:
                 self.player = Player()
@@ -69,10 +74,19 @@ class TtsNode:
             except OSError as exc:  # each WAV that cannot be written is then an OutputFailed error
                 print(f"[tts] cannot create {cfg.wav_dir}: {exc}", file=sys.stderr)
 
+    def skipped(self, session: str) -> int:
+        seen = self.seen.get(session, set())
+        return max(seen) + 1 - len(seen) if seen else 0
+
     def on_text(self, value: Any, metadata: dict[str, Any]) -> None:
         if not metadata.get(Key.FIN, True):
             return
         ids = segment_ids(metadata)
+        session, segment = str(metadata.get(Key.SESSION_ID, "")), metadata.get(Key.SEGMENT_ID)
+        if isinstance(segment, int):
+            self.seen.setdefault(session, set()).add(segment)
+        if Key.CODE in metadata:  # an error: that segment has no text to speak
+            return
         try:
             if self.load_error is not None or self.synth is None:
                 raise self.load_error or ModelNotLoaded("no synthesizer")
@@ -85,7 +99,7 @@ class TtsNode:
         except FunAsrNanoError as exc:
             self.node.send_output(Port.ERROR, *error_message(exc, **ids))
             return
-        meta = {**ids, Key.TEXT_LANGUAGE: metadata.get(Key.LANGUAGE)}
+        meta = {**ids, Key.TEXT_LANGUAGE: metadata.get(Key.LANGUAGE), Key.SKIPPED: self.skipped(session)}
         self.node.send_output(Port.AUDIO, *audio_message(samples, rate, **meta))
         if self.cfg.wav_dir:
             name = f"{ids.get(Key.SESSION_ID, 'session')}-{ids.get(Key.SEGMENT_ID, 0)}.wav"
@@ -99,6 +113,10 @@ class TtsNode:
     def close(self) -> None:
         if self.player is not None:
             self.player.close()
+        for session in self.seen:
+            if skipped := self.skipped(session):
+                print(f"[tts] session {session}: {skipped} segments reached the tts as neither text nor error "
+                      "(a drop_oldest queue dropped them, or their error went elsewhere)", flush=True)  # fmt: skip
 
 
 def run(node: Any, cfg: TtsConfig, synthesizer: Synthesizer | None = None) -> TtsNode:

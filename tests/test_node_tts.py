@@ -59,3 +59,17 @@ def test_missing_engine_gives_model_not_loaded_per_segment(monkeypatch):
     node = RecordingNode([text("a", 0), text("b", 1)])
     run(node, TtsConfig())
     assert [m["code"] for _, m in node.of("error")] == ["ModelNotLoaded", "ModelNotLoaded"]
+
+
+@needs_espeak
+def test_texts_a_drop_oldest_queue_dropped_are_counted_and_errors_are_not_spoken(capsys):
+    """Segments 1 and 3 never arrive (a drop_oldest queue dropped them), segment 2 ended as an error: the error is
+    not spoken and not counted; `skipped` on each audio is the count so far, and the node says so when it ends."""
+    error = event("asr_error", pa.array([json.dumps({"code": "NoSpeech", "message": "m"})]), session_id="s",
+                  segment_id=2, code="NoSpeech", fin=True)  # fmt: skip
+    node = RecordingNode([text("Zero.", 0), error, text("Four.", 4), text("Five.", 5)])
+    run(node, TtsConfig())
+    audio = node.of("audio")
+    assert [m["segment_id"] for _, m in audio] == [0, 4, 5] and not node.of("error")
+    assert [m["skipped"] for _, m in audio] == [0, 2, 2]
+    assert "session s: 2 segments reached the tts as neither text nor error" in capsys.readouterr().out
