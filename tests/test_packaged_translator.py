@@ -125,6 +125,19 @@ def test_llama_cpp_translates_streams_and_times_out(gguf_path, llama_cpp):
         llama_cpp.LlamaCppTranslator(gguf_path.with_name("missing.gguf"))
 
 
+def test_llama_cpp_reads_traditional_chinese_as_simplified(gguf_path, llama_cpp):
+    """Whisper's Traditional characters reach the model as Simplified (OpenCC t2s), the context too; other
+    languages are left alone."""
+    assert llama_cpp.simplified_chinese()("這件衣服太舊了。") == "这件衣服太旧了。"
+    translator = llama_cpp.LlamaCppTranslator(gguf_path, max_output_tokens=16)
+    traditional = translator.translate("這件衣服太舊了。", context=["媽媽買的。"])
+    prompt = translator.llm.detokenize(translator.llm._input_ids.tolist()).decode()
+    assert "这件衣服太旧了" in prompt and "妈妈买的" in prompt and "這" not in prompt and "媽" not in prompt
+    assert traditional.text == translator.translate("这件衣服太旧了。", context=["妈妈买的。"]).text
+    translator.translate("這件衣服", source_language="yue")
+    assert "這件衣服" in translator.llm.detokenize(translator.llm._input_ids.tolist()).decode()
+
+
 def test_translate_threads_reach_llama_cpp(gguf_path, llama_cpp):
     """TRANSLATE_THREADS (translate-text) reaches llama.cpp; by default half the cores, the rest left to the ASR."""
     from dora_funasr_nano.nodes.translate_text import TranslateTextConfig, load_translator
