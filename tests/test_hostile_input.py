@@ -606,15 +606,16 @@ INJECTIONS = [
 @pytest.fixture(scope="module")
 def chat_tokenizer():
     """The packaged translator's tokenizer and chat template (its mlx-lm folder: what the MLX engine renders
-    with; llama.cpp renders the same template, tests/test_packaged_translator.py checks the ids agree)."""
-    from parity import require
+    with; llama.cpp renders the same template, tests/test_packaged_translator.py checks the ids agree). Where
+    that folder was not made (`dfn-prepare-models --mlx`; CI does not), the real Qwen3 tokenizer and its ChatML
+    template from the test assets: the same ChatML special tokens and ids, and the same turn structure."""
+    from parity import require_qwen3_tokenizer
+    from transformers import AutoTokenizer
 
     from dora_funasr_nano.model_core.translation.local import packaged_translator_converted, packaged_translator_dir
 
-    require(packaged_translator_converted(), "the packaged translator has no mlx-lm folder (dfn-prepare-models --mlx)")
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(packaged_translator_dir()))
+    folder = packaged_translator_dir() if packaged_translator_converted() else require_qwen3_tokenizer()
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
