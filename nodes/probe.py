@@ -22,7 +22,7 @@ from dora_funasr_nano.model_core.common.results import ResultsFile, summarize
 from dora_funasr_nano.model_core.common.text import strip_controls
 
 from .config import load_config
-from .contract import Key, now, read_error, read_text
+from .contract import Key, Port, now, read_error, read_text
 from .events import FAILED, RESTARTED, input_events
 
 OWN_FIELDS = ("input", "received_at", "kind", "text", "latency_s")
@@ -65,7 +65,7 @@ class Probe:
             except (ValueError, TypeError, AttributeError):
                 rec[Key.MESSAGE] = read_text(value)[:1000]
         else:  # a transcript beside the segment's English (Key.ROLE) is recorded, but is not its final result
-            rec["kind"] = "transcript" if metadata.get(Key.ROLE) == "transcript" else "text"
+            rec["kind"] = "transcript" if metadata.get(Key.ROLE) == Port.TRANSCRIPT else "text"
             rec["text"] = read_text(value)
         captured = metadata.get(Key.CAPTURED_AT)
         if isinstance(captured, int | float) and captured > 0:
