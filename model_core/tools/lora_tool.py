@@ -82,7 +82,9 @@ def extract(model: str, out_dir: Path) -> Path:
 
 def bench(tokens: int = 24, rounds: int = 3, preset: str = "seed", backends: tuple[str, ...] = ("numpy", "mlx"),
           seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """ms per decoded token (median over rounds; the variants interleaved, so machine load hits them alike)."""
+    """ms per decoded token (median over rounds). Adapter off and on are interleaved, round by round; fused is
+    measured after them (fusing rewrites the weights), so a change of machine load between the two phases biases
+    the unfused/fused ratio: compare the load averages it reports."""
     import time
 
     import mlx.core as mx
