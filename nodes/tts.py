@@ -5,9 +5,8 @@ errors (metadata `code`, e.g. `asr_error`) is not spoken, it tells the node whic
 `audio` (float32 mono at the engine's rate, with sample_rate, the segment ids and `skipped`) and `error`. A graph
 that prefers a current voice (`drop_oldest` on the text input) loses texts on purpose: `skipped` counts, per
 session, the segments below the newest one that reached this node as neither text nor error, and the node prints
-the count when it ends. Optionally plays through
-the default output device (model_core.speech.player: one utterance after the other, in a background thread)
-and/or writes <session>-<segment>.wav files into DFN_TTS_WAV_DIR.
+the count when it ends. Optionally plays through the default output device (model_core.speech.player: one
+utterance after the other, in a background thread) and/or writes <session>-<segment>.wav files into DFN_TTS_WAV_DIR.
 """
 
 from __future__ import annotations
