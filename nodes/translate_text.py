@@ -39,7 +39,7 @@ class TranslateTextConfig(SegmentOptions):
         "threads": "translate_threads", "max_tokens": "max_output_tokens",
     }  # fmt: skip
 
-    model: str = "packaged"  # packaged | path to a .gguf | mlx-lm folder or Hugging Face id
+    model: str = "packaged"  # packaged | trained (the adapter fused in) | path to a .gguf | mlx-lm folder or HF id
     engine: str = "auto"  # auto (llama-cpp on Linux when installed, else mlx) | llama-cpp | mlx
     timeout_s: float = 0.0  # > 0: a translation running longer fails (TranslationFailed) -> fallback
     threads: int = 0  # llama.cpp CPU threads; 0 = half the cores, the rest stay with the ASR node

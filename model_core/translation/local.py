@@ -21,9 +21,10 @@ ENGINES = ("auto", "llama-cpp", "mlx")
 PACKAGED = "packaged"
 PACKAGED_MLX_DIR = "qwen2.5-coder-0.5b-instruct-mlx"
 CONVERT_HINT = "convert it once with `dfn-prepare-models --mlx` (or use DFN_TRANSLATE_ENGINE=llama-cpp)"
-TRAINED = "trained"  # the LoRA adapter `dfn-train-translator` writes into the cache dir
+TRAINED = "trained"  # the LoRA adapter `dfn-train-translator` writes into the cache dir (as a model: fused in)
 TRAINED_LORA_DIR = "translator-lora"
 LORA_GGUF = "adapter.gguf"  # llama.cpp's file inside an adapter folder (mlx-lm's are adapters.safetensors + config)
+FUSED_GGUF = "fused.gguf"  # the packaged translator with the adapter folded in (`dfn-train-translator --fuse-only`)
 TRAIN_HINT = 'train it with `dfn-train-translator` (README, "Translation")'
 
 
@@ -46,6 +47,15 @@ def packaged_translator_converted() -> bool:
 def trained_lora_dir() -> Path:
     """Where `dfn-train-translator` writes its adapter (both formats) by default."""
     return cache_root() / TRAINED_LORA_DIR
+
+
+def fused_translator_gguf() -> Path:
+    """The packaged translator with the trained adapter fused in, for llama.cpp; raises ModelNotLoaded if missing."""
+    path = trained_lora_dir() / FUSED_GGUF
+    if not path.is_file():
+        raise ModelNotLoaded(f"no fused translator at {path}; {TRAIN_HINT}, or fuse a trained one with "
+                             "`dfn-train-translator --fuse-only`")  # fmt: skip
+    return path
 
 
 def resolve_lora(lora: str, engine: str) -> str | None:
@@ -73,7 +83,7 @@ def choose_engine(model: str = PACKAGED, engine: str = "auto") -> str:
         return engine
     if model.endswith(".gguf"):
         return "llama-cpp"
-    if model == PACKAGED and platform.system() == "Linux" and llama_cpp_available():
+    if model in (PACKAGED, TRAINED) and platform.system() == "Linux" and llama_cpp_available():
         return "llama-cpp"
     return "mlx"
 
@@ -89,13 +99,23 @@ def load_local_translator(
 ) -> Translator:
     """A LlamaCppTranslator or MlxTranslator; raises ModelNotLoaded when the model is missing (for MLX and the
     packaged model: when it has not been converted yet). n_threads: llama.cpp's CPU threads (None: all cores).
+    model: "packaged", "trained" (the packaged one with the trained adapter fused in: `fused_translator_gguf`),
+    a .gguf file, or an mlx-lm folder / Hugging Face id.
     lora: a LoRA adapter on top (`resolve_lora`: "", "trained", a .gguf file or an adapter folder)."""
+    if model == TRAINED and lora:
+        raise ModelNotLoaded("the trained model has its adapter fused in already: give it no LoRA on top")
     chosen = choose_engine(model, engine)
+    if model == TRAINED and chosen == "mlx":
+        model, lora = PACKAGED, TRAINED  # the same weights, with the adapter applied unfused
     adapter = resolve_lora(lora, chosen)
     if chosen == "llama-cpp":
         from .llama_cpp import LlamaCppTranslator
 
-        path = packaged_translator_gguf() if model == PACKAGED else model
+        path: str | Path = model
+        if model == PACKAGED:
+            path = packaged_translator_gguf()
+        elif model == TRAINED:
+            path = fused_translator_gguf()
         return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s,
                                   lora_path=adapter)  # fmt: skip
     from .mlx import MlxTranslator
