@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import workload as wl
+from .fake_llm import FAKE_KEY, FakeLLMServer
 from .runner import GraphSpec, RunResult, run_graph
 from .summary import accounting
 
@@ -75,6 +76,18 @@ def drift(records: list[dict[str, Any]], duration_s: float, window_s: float = WI
     }
 
 
+def fake_llm_report(server: FakeLLMServer, records: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
+    """What went to the fake server, which translator answered each final text, and whether the dummy key
+    leaked into any file the run wrote (the server must have seen it, as a bearer token)."""
+    by: dict[str, int] = {}
+    for r in records:
+        if r.get("kind") == "text" and r.get("fin", True):
+            by[str(r.get("translator"))] = by.get(str(r.get("translator")), 0) + 1
+    leaked = [p.name for p in workdir.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    return {"requests": server.requests, "finals_by_translator": by,
+            "key_sent": f"Bearer {FAKE_KEY}" in server.auth_headers, "key_in_outputs": leaked}  # fmt: skip
+
+
 def soak(opts: argparse.Namespace) -> dict[str, Any]:
     root = Path(opts.root) if opts.root else None
     base = wl.build_hsk(opts.n, opts.voice, opts.seed, root)
@@ -83,8 +96,16 @@ def soak(opts: argparse.Namespace) -> dict[str, Any]:
     out = Path(opts.out)
     extra = {"DFN_SOURCE_CHUNK_MS": str(opts.chunk_ms)} if opts.chunk_ms else {}
     mode = "realtime" if opts.realtime else "fast"
+    workdir = out / f"soak-{spec.label}-{mode}"
     print(f"[dfn-bench soak] {spec.label} ({mode}) on {long.name}: {long.duration_s / 60:.1f} min", file=sys.stderr)
-    run = run_graph(spec, long.audio, out / f"soak-{spec.label}-{mode}", opts.realtime, opts.timeout, extra)
+    server = FakeLLMServer() if opts.fake_llm else None
+    if server:  # the graph's llm-fallback talks to it, with a dummy key (never a real one)
+        extra |= {"DFN_LLM_BASE_URL": server.url, "OPENAI_API_KEY": FAKE_KEY, "DFN_LLM_API_KEY_ENV": "OPENAI_API_KEY"}
+    try:
+        run = run_graph(spec, long.audio, workdir, opts.realtime, opts.timeout, extra)
+    finally:
+        if server:
+            server.close()
     acc = accounting(run.records)
     finals = [r for r in run.records if r.get("fin", True) and r.get("kind") in ("text", "error")
               and isinstance(r.get("segment_id"), int)]  # fmt: skip  (a unified graph's transcripts are not finals)
@@ -104,6 +125,8 @@ def soak(opts: argparse.Namespace) -> dict[str, Any]:
         "drift": drift(run.records, long.duration_s, min(WINDOW_S, long.duration_s / 3)),
         "vad_reference": vad_reference(long.audio, finals),
     }
+    if server:
+        report["fake_llm"] = fake_llm_report(server, run.records, workdir)
     if run.returncode:
         report["log_tail"] = run.log_tail
     (out / f"soak-{spec.label}-{mode}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -123,4 +146,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--out", default="bench-report")
     s.add_argument("--root", help="folder of the workloads (default $DFN_CACHE_DIR/bench/workloads)")
     s.add_argument("--timeout", type=float, default=4 * 3600)
+    s.add_argument(
+        "--fake-llm", action="store_true", help="start a local fake OpenAI-compatible server for the llm-fallback"
+    )
     s.set_defaults(func=soak)
