@@ -4,24 +4,17 @@ Replies follow a script of modes: ok, empty, json, truncated, malformed, drop, s
 """
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from dora_funasr_nano.model_core.tools.pipeline_bench.fake_llm import LocalServer, delta, sse
 
 CHUNKS = ["Hello", ", ", "world", "."]
 SLOW_S = 0.6
+__all__ = ["CHUNKS", "SLOW_S", "FakeLLM", "delta", "sse"]
 
 
-def sse(obj) -> bytes:
-    return f"data: {json.dumps(obj) if not isinstance(obj, str) else obj}\n\n".encode()
-
-
-def delta(content=None, finish=None):
-    d = {} if content is None else {"content": content}
-    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
-
-
-class FakeLLM:
+class FakeLLM(LocalServer):
     """OpenAI-compatible /v1/chat/completions whose replies follow a script of modes (the last one repeats)."""
 
     def __init__(self, *modes: str) -> None:
@@ -102,13 +95,4 @@ class FakeLLM:
                 got = self.headers.get("Authorization", "")
                 self.send_status(401, json.dumps({"error": {"message": f"Incorrect API key provided: {got}"}}))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.serve(Handler)

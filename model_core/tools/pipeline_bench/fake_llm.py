@@ -13,11 +13,11 @@ from typing import Any
 FAKE_KEY = "sk-dfn-soak-fake-0000"  # recognisable dummy key: a soak greps every output for it
 
 
-def _sse(obj: Any) -> bytes:
+def sse(obj: Any) -> bytes:
     return f"data: {obj if isinstance(obj, str) else json.dumps(obj)}\n\n".encode()
 
 
-def _delta(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
+def delta(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
     d = {} if content is None else {"content": content}
     return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
 
@@ -27,7 +27,24 @@ def reply_for(body: dict[str, Any]) -> str:
     return f"Fake translation of {len(user[-1]) if user else 0} characters."
 
 
-class FakeLLMServer:
+class LocalServer:
+    """A request handler served on 127.0.0.1 at a free port, from a daemon thread, until close(); `url` is the
+    OpenAI-style base URL (".../v1")."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class FakeLLMServer(LocalServer):
     """Serves /v1/chat/completions until close(); `url` is the base URL for DFN_LLM_BASE_URL."""
 
     def __init__(self) -> None:
@@ -50,21 +67,12 @@ class FakeLLMServer:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()  # HTTP/1.0, no length: the body ends when the connection closes
-                    self.wfile.write(_sse({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
+                    self.wfile.write(sse({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
                     for i, w in enumerate(words):
-                        self.wfile.write(_sse(_delta(w if i == 0 else " " + w)))
-                    self.wfile.write(_sse(_delta(finish="stop")) + _sse("[DONE]"))
+                        self.wfile.write(sse(delta(w if i == 0 else " " + w)))
+                    self.wfile.write(sse(delta(finish="stop")) + sse("[DONE]"))
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.serve(Handler)
