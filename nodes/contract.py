@@ -41,6 +41,7 @@ class Key:
     START_S: Final = "start_s"
     END_S: Final = "end_s"
     CAPTURED_AT: Final = "captured_at"
+    SEGMENTED_AT: Final = "segmented_at"  # vad: wall clock when it cut the segment (its decision, after the silence)
     # stream control
     SEQ: Final = "seq"
     FIN: Final = "fin"
@@ -82,7 +83,7 @@ class Key:
     TIMESTAMP: Final = "timestamp"  # set by dora itself on every message
 
 
-SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT, Key.REDO)
+SEGMENT_KEYS = (Key.SESSION_ID, Key.SEGMENT_ID, Key.START_S, Key.END_S, Key.CAPTURED_AT, Key.SEGMENTED_AT, Key.REDO)
 # the asr's stage times, carried on by the text translators so the final English says where its time went
 ASR_TIMING_KEYS = (Key.ASR_S, Key.FRONTEND_S, Key.ENCODER_S, Key.LLM_S, Key.TOKENS)
 

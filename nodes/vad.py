@@ -17,7 +17,7 @@ from dora_funasr_nano.model_core.speech.audio import SAMPLE_RATE, count_nonfinit
 from dora_funasr_nano.model_core.speech.vad import Segment, SegmenterConfig, SileroVad, SpeechSegmenter
 
 from .config import load_config
-from .contract import Key, Port, error_message, read_audio
+from .contract import Key, Port, error_message, now, read_audio
 from .events import CLOSED, FAILED, RESTARTED, input_events
 from .redo import SegmentRedo
 
@@ -104,7 +104,8 @@ class VadNode:
         captured_at = state.captured_at - (state.position - end_sample) / SAMPLE_RATE
         meta = {
             Key.SESSION_ID: session_id, Key.SEGMENT_ID: state.next_id, Key.START_S: round(seg.start_s, 4),
-            Key.END_S: round(seg.end_s, 4), Key.CAPTURED_AT: captured_at, Key.FORCED_SPLIT: seg.forced_split,
+            Key.END_S: round(seg.end_s, 4), Key.CAPTURED_AT: captured_at, Key.SEGMENTED_AT: now(),
+            Key.FORCED_SPLIT: seg.forced_split,
             Key.SPEECH_FRAMES: seg.speech_frames, Key.NONFINITE_SAMPLES: count_nonfinite(seg.samples),
         }  # fmt: skip
         state.next_id += 1

@@ -52,6 +52,10 @@ def test_ttfs_first_output_and_stages_from_the_records():
     assert a.ttfs_s == pytest.approx(2.3 + 0.7 - 2.0)  # utterance end 2.0 s -> received at 3.0 s
     assert a.first_output_s == pytest.approx(-0.2)  # the partial came before the speaker stopped
     assert a.stages["asr_s"] == 0.4 and a.stages["other_s"] == pytest.approx(1.0 - 0.4 - 0.2)
+    assert a.stages["vad_s"] is None  # these records do not say when the vad cut the segment: not measured, not 0
+    records[1]["segmented_at"] = ORIGIN + 2.55
+    timed = per_utterance(records, utts())[0][0].stages
+    assert timed["vad_s"] == pytest.approx(0.55) and timed["other_s"] == pytest.approx(1.0 - 0.55 - 0.4 - 0.2)
     assert b.segments == [1, 2] and b.hyp_en == "Good bye." and b.hyp_zh == "再见"
     assert b.ttfs_s == pytest.approx(5.8 + 0.6 - 5.5)  # the utterance's last final
     assert c.segments == [] and c.ttfs_s is None and facts["missed_utterances"] == ["c"]
@@ -123,6 +127,8 @@ def test_ci_benchmark_of_the_graphs(espeak10, tmp_path, tiny):
     ttfs = [u["ttfs_s"] for u in whisper["utterances"]]
     asr = [u["stages"]["asr_s"] for u in whisper["utterances"]]
     assert all(t > a > 0 for t, a in zip(ttfs, asr, strict=True))  # the final comes after the asr's work
+    # the vad cuts a segment only after its silence, so after the end of speech
+    assert all(u["stages"]["vad_s"] > 0 for u in whisper["utterances"])
     assert 0 <= whisper["quality"]["chrf"] <= 100 and "cer" not in whisper["quality"]  # no transcript in this graph
     assert funasr["speed_only"] and funasr["quality"] == {} and funasr["tokens_per_s"] > 0
     assert all(u["stages"]["asr_s"] > 0 for u in funasr["utterances"])

@@ -21,6 +21,7 @@ report shows throughput and compute times for that mode.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ class UtteranceResult:
     ttfs_s: float | None = None
     first_output_s: float | None = None
     segment_latency_s: float | None = None
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float | None] = field(default_factory=dict)  # None: not measured
     tokens: int = 0
     llm_s: float = 0.0
 
@@ -106,11 +107,11 @@ def per_utterance(records: list[dict[str, Any]], utts: list[Utterance]) -> tuple
         res.ttfs_s = rec["received_at"] - speech_end
         res.first_output_s = min(first_seen[s] for s in res.segments) - speech_end
         stages = {
-            "vad_s": rec["segmented_at"] - speech_end if "segmented_at" in rec else 0.0,
+            "vad_s": rec["segmented_at"] - speech_end if "segmented_at" in rec else None,  # a vad that does not say
             "asr_s": float(rec.get("asr_s", 0.0) or 0.0),
             "translate_s": float(rec.get("translate_s", 0.0) or 0.0),
         }
-        stages["other_s"] = res.ttfs_s - sum(stages.values())
+        stages["other_s"] = res.ttfs_s - sum(v for v in stages.values() if v is not None)
         res.stages = stages
     facts = {
         "segments": len(spans),
@@ -121,8 +122,8 @@ def per_utterance(records: list[dict[str, Any]], utts: list[Utterance]) -> tuple
     return results, facts
 
 
-def distribution(values: list[float]) -> dict[str, Any]:
-    """n, median, p90, p95, p99, max, mean (numpy linear interpolation)."""
+def distribution(values: Sequence[float | None]) -> dict[str, Any]:
+    """n, median, p90, p95, p99, max, mean (numpy linear interpolation) of the values that are not None."""
     vals = [float(v) for v in values if v is not None]
     if not vals:
         return {"n": 0}
