@@ -46,6 +46,7 @@ class TranslateTextConfig(SegmentOptions):
     max_tokens: int = 256
     temperature: float = 0.0
     lora: str = ""  # "" | trained (dfn-train-translator's adapter) | a llama.cpp adapter .gguf / mlx-lm adapter folder
+    english_only: bool = True  # no CJK/kana/hangul/fullwidth token in the English (translation/english_only.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +69,7 @@ def load_translator(cfg: TranslateTextConfig) -> Translator:
     return load_local_translator(
         cfg.model, cfg.engine, cfg.max_tokens, cfg.temperature,
         timeout_s=cfg.timeout_s or None, n_threads=translate_threads(cfg), lora=cfg.lora,
+        english_only=cfg.english_only,
     )  # fmt: skip
 
 

@@ -253,3 +253,21 @@ def test_eval_translate_scores_text_and_an_asr_cascade(gguf_path, llama_cpp, tmp
     ])  # fmt: skip
     cascade = json.loads((tmp_path / "c" / "translate-scores.json").read_text())["engines"]["llama-cpp"]
     assert cascade["overall"]["errors"] == 1  # nothing heard for "b": a typed failure, scored as empty
+
+
+def test_english_only_bans_cjk_tokens_and_nothing_english(gguf_path, llama_cpp):
+    from dora_funasr_nano.model_core.translation.english_only import has_banned_characters
+
+    translator = llama_cpp.LlamaCppTranslator(gguf_path, max_output_tokens=16)
+    llm, (ban,) = translator.llm, translator.logits_processor
+    scores = ban(None, np.zeros(llm.n_vocab(), dtype=np.float32))
+    banned = np.isinf(scores)
+    assert all(banned[t] for t in llm.tokenize("你好".encode(), add_bos=False, special=False))
+    english = llm.tokenize(" hello, “quoted” café - 42.".encode(), add_bos=False, special=False)
+    assert not any(banned[t] for t in english)
+    assert 25_000 < banned.sum() < 40_000  # of Qwen's 152k tokens: the CJK, kana, hangul, fullwidth pieces
+    # a prompt whose natural continuation is Chinese: without the ban the model writes it, with it it cannot
+    prompt = "抄写：你好世界。\n你好世界。\n抄写：我爱北京。\n"
+    free = llm.create_completion(prompt, max_tokens=8, temperature=0.0)["choices"][0]["text"]
+    held = llm.create_completion(prompt, max_tokens=8, temperature=0.0, logits_processor=translator.logits_processor)
+    assert has_banned_characters(free) and not has_banned_characters(held["choices"][0]["text"])

@@ -77,6 +77,27 @@ def test_traditional_transcripts_are_scored_as_simplified():
 def test_graph_spec_parsing():
     spec = GraphSpec.parse("dataflows/file_funasr_transcribe.yml,speed_only,DFN_FUNASR_MAX_TOKENS=8,label=tiny")
     assert spec.speed_only and spec.env == {"DFN_FUNASR_MAX_TOKENS": "8"} and spec.label == "tiny"
+    remote = GraphSpec.parse("dataflows/file_whisper_remote.yml,llm=packaged")
+    assert remote.llm == "packaged" and not remote.speed_only and remote.env == {}
+    assert GraphSpec.parse("dataflows/file_whisper_remote.yml,llm=fake").speed_only  # its replies are not English
+
+
+def test_the_suite_covers_every_file_graph_or_says_why_not(tmp_path, monkeypatch):
+    from dora_funasr_nano.model_core.tools.pipeline_bench.suite import graph_suite
+
+    monkeypatch.setenv("DFN_CACHE_DIR", str(tmp_path))  # no trained translator here
+    monkeypatch.delenv("DFN_LLM_BASE_URL", raising=False)
+    specs, skipped = graph_suite(DATAFLOWS, "fake", funasr_model="weights")
+    files = {p.name for p in DATAFLOWS.glob("file_*.yml")}
+    assert {s.path.name for s in specs} | {"file_funasr_unified.yml"} == files
+    assert set(skipped) == {"whisper_two_stage_fused", "funasr_unified"}
+    remote = {s.label: s for s in specs}["whisper_remote"]
+    assert remote.llm == "fake" and remote.speed_only
+    assert {s.label: s for s in specs}["funasr_two_stage"].env == {"DFN_FUNASR_MODEL": "weights"}
+    specs, skipped = graph_suite(DATAFLOWS)
+    assert "funasr_transcribe" in skipped and {s.label: s for s in specs}["whisper_fallback"].llm == "packaged"
+    monkeypatch.setenv("DFN_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # the user's own server is measured
+    assert {s.label: s for s in graph_suite(DATAFLOWS)[0]}["whisper_remote"].llm == ""
 
 
 def test_hsk_workload_is_dev_only_timed_and_reproducible(tmp_path):

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from ..common.errors import ModelNotLoaded
 from .base import Translation, collect_stream, require_text
+from .english_only import banned_token_mask
 from .prompt import build_messages
 
 INSTALL_HINT = "install llama-cpp-python (see the README: `make setup` builds it with the CPU flags this project needs)"
@@ -58,8 +59,10 @@ class LlamaCppTranslator:
         n_ctx: int = 2048,
         timeout_s: float | None = None,
         lora_path: str | Path | None = None,
+        english_only: bool = True,
     ) -> None:
-        """lora_path: a llama.cpp LoRA adapter GGUF (e.g. `dfn-train-translator`'s) applied on top, unfused."""
+        """lora_path: a llama.cpp LoRA adapter GGUF (e.g. `dfn-train-translator`'s) applied on top, unfused.
+        english_only: no token that writes a character at U+3000 or above (english_only.py)."""
         if not llama_cpp_available():
             raise ModelNotLoaded(f"llama.cpp is not installed; {INSTALL_HINT}")
         from llama_cpp import Llama
@@ -77,6 +80,13 @@ class LlamaCppTranslator:
         self.name = str(model_path)
         self.lora = str(lora_path) if lora_path is not None else None
         self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
+        self.logits_processor: Any = None
+        if english_only:
+            from llama_cpp import LogitsProcessorList
+
+            # ~1 s once for Qwen's 152k tokens
+            banned = banned_token_mask(self.llm.detokenize([i], special=True) for i in range(self.llm.n_vocab()))
+            self.logits_processor = LogitsProcessorList([lambda _ids, scores: _ban(scores, banned)])
 
     def __repr__(self) -> str:
         lora = f", lora={Path(self.lora).name!r}" if self.lora else ""
@@ -99,6 +109,7 @@ class LlamaCppTranslator:
             max_tokens=self.max_output_tokens,
             temperature=self.temperature,
             stream=True,
+            logits_processor=self.logits_processor,
         )
         pieces = (
             (chunk["choices"][0]["delta"].get("content") or "", chunk["choices"][0].get("finish_reason"))
@@ -108,6 +119,11 @@ class LlamaCppTranslator:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def _ban(scores: Any, banned: Any) -> Any:
+    scores[banned] = -float("inf")
+    return scores
 
 
 def free_port() -> int:

@@ -96,12 +96,14 @@ def load_local_translator(
     timeout_s: float | None = None,
     n_threads: int | None = None,
     lora: str = "",
+    english_only: bool = True,
 ) -> Translator:
     """A LlamaCppTranslator or MlxTranslator; raises ModelNotLoaded when the model is missing (for MLX and the
     packaged model: when it has not been converted yet). n_threads: llama.cpp's CPU threads (None: all cores).
     model: "packaged", "trained" (the packaged one with the trained adapter fused in: `fused_translator_gguf`),
     a .gguf file, or an mlx-lm folder / Hugging Face id.
-    lora: a LoRA adapter on top (`resolve_lora`: "", "trained", a .gguf file or an adapter folder)."""
+    lora: a LoRA adapter on top (`resolve_lora`: "", "trained", a .gguf file or an adapter folder).
+    english_only: the output may hold no character at U+3000 or above (english_only.py)."""
     if model == TRAINED and lora:
         raise ModelNotLoaded("the trained model has its adapter fused in already: give it no LoRA on top")
     chosen = choose_engine(model, engine)
@@ -117,11 +119,12 @@ def load_local_translator(
         elif model == TRAINED:
             path = fused_translator_gguf()
         return LlamaCppTranslator(path, max_output_tokens, temperature, n_threads=n_threads, timeout_s=timeout_s,
-                                  lora_path=adapter)  # fmt: skip
+                                  lora_path=adapter, english_only=english_only)  # fmt: skip
     from .mlx import MlxTranslator
 
     if model == PACKAGED:
         if not packaged_translator_converted():
             raise ModelNotLoaded(f"the packaged translator has no mlx-lm folder yet; {CONVERT_HINT}")
         model = str(packaged_translator_dir())
-    return MlxTranslator(model, max_output_tokens, temperature, timeout_s=timeout_s, adapter_path=adapter)
+    return MlxTranslator(model, max_output_tokens, temperature, timeout_s=timeout_s, adapter_path=adapter,
+                         english_only=english_only)  # fmt: skip

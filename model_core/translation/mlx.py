@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from mlx.utils import tree_flatten
 
 from ..common.blas import openblas_loaded
 from ..common.errors import ModelNotLoaded
 from ..common.settings import default_dtype
 from .base import Translation, collect_stream, require_text
+from .english_only import banned_token_mask
 from .prompt import build_messages
 
 
@@ -28,8 +30,10 @@ class MlxTranslator:
         temperature: float = 0.0,
         timeout_s: float | None = None,
         adapter_path: str | None = None,
+        english_only: bool = True,
     ) -> None:
-        """adapter_path: an mlx-lm LoRA adapter folder (e.g. `dfn-train-translator`'s), applied unfused."""
+        """adapter_path: an mlx-lm LoRA adapter folder (e.g. `dfn-train-translator`'s), applied unfused.
+        english_only: no token that writes a character at U+3000 or above (english_only.py), as llama.cpp's."""
         from mlx_lm import load
 
         try:
@@ -40,6 +44,20 @@ class MlxTranslator:
         self._cast_for_platform()
         self.max_output_tokens, self.temperature, self.timeout_s = max_output_tokens, temperature, timeout_s
         self._prefix: dict[tuple[str, int], tuple[list[int], list]] = {}  # shared prompt prefix: tokens, KV state
+        self.logits_processors = [self._english_only_processor()] if english_only else None
+
+    def _english_only_processor(self) -> Callable:
+        import mlx.core as mx
+        from mlx_lm.tokenizer_utils import _byte_decoder
+
+        decoder = _byte_decoder()  # byte-level BPE pieces -> their bytes (special tokens are plain ASCII)
+        pieces = self.tokenizer.convert_ids_to_tokens(list(range(max(self.tokenizer.vocab.values()) + 1)))
+        banned = banned_token_mask(bytes(decoder.get(c, 0) for c in piece or "") for piece in pieces)
+        rows = self.model.args.vocab_size if hasattr(self.model, "args") else banned.size
+        padded = np.zeros(rows, dtype=bool)  # the output layer may have spare rows past the tokenizer's ids
+        padded[: min(rows, banned.size)] = banned[:rows]
+        mask = mx.array(padded)
+        return lambda _tokens, logits: mx.where(mask, -mx.inf, logits)
 
     def _cast_for_platform(self) -> None:
         """fp32 on Linux CPU, where only fp32 matmuls reach BLAS (bf16 checkpoints are ~40x slower there);
@@ -75,7 +93,7 @@ class MlxTranslator:
         prompt, cache = self._reuse_prefix(prompt, messages)
         responses = stream_generate(
             self.model, self.tokenizer, prompt, max_tokens=self.max_output_tokens,
-            sampler=make_sampler(temp=self.temperature), prompt_cache=cache,
+            sampler=make_sampler(temp=self.temperature), prompt_cache=cache, logits_processors=self.logits_processors,
         )  # fmt: skip
         return collect_stream(((r.text, r.finish_reason) for r in responses), on_partial, self.timeout_s, t0)
 
